@@ -1,0 +1,1 @@
+"""Sensitivity: Hessian traces and eigenvalues per layer (PyTorch, imported lazily)."""

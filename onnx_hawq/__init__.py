@@ -1,0 +1,3 @@
+"""onnx-hawq: Hessian-aware mixed-precision integer quantization for ONNX models."""
+
+__version__ = "0.1.0"

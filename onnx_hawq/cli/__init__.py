@@ -1,0 +1,1 @@
+"""The `onnx-hawq` command line: thin click commands over library functions."""

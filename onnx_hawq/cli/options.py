@@ -1,0 +1,78 @@
+"""Reusable click option groups, shared by the commands."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import click
+
+log = logging.getLogger("onnx_hawq")
+
+
+def _set_verbosity(ctx, param, value):
+    if value is None:
+        return value
+    if param.name == "verbose" and value:
+        logging.getLogger("onnx_hawq").setLevel(logging.DEBUG if value > 1 else logging.INFO)
+    if param.name == "quiet" and value:
+        logging.getLogger("onnx_hawq").setLevel(logging.ERROR)
+        ctx.meta["onnx_hawq.quiet"] = True
+    return value
+
+
+def verbosity(f):
+    """-v/--verbose (repeatable) and -q/--quiet."""
+    f = click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=_set_verbosity,
+                     help="Print only errors (no progress bars).")(f)
+    return click.option("-v", "--verbose", count=True, expose_value=False, callback=_set_verbosity,
+                        help="More log output (-vv for debug).")(f)
+
+
+def is_quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().meta.get("onnx_hawq.quiet"))
+
+
+def model_argument(f):
+    """The input ONNX model (positional)."""
+    return click.argument("model", type=click.Path(dir_okay=False))(f)
+
+
+def output_option(help_text: str, required: bool = True):
+    def deco(f):
+        return click.option("-o", "--output", type=click.Path(dir_okay=False), required=required,
+                            help=help_text)(f)
+    return deco
+
+
+def bits_options(f):
+    """--bits (uniform spec) or --bits-from (plan.json)."""
+    f = click.option("--bits-from", "bits_from", type=click.Path(dir_okay=False),
+                     help="plan.json with per-layer bits (from `onnx-hawq plan`).")(f)
+    return click.option("--bits", "bits", default=None,
+                        help="Uniform bits instead of a plan: 8, w8a8, w4a8, w4a4 ...")(f)
+
+
+def data_option(name: str = "--data", help_text: str = "Input samples (.npz, arrays named after the model inputs).",
+                required: bool = True):
+    def deco(f):
+        return click.option(name, type=click.Path(dir_okay=False), required=required, help=help_text)(f)
+    return deco
+
+
+def batch_size_option(f):
+    return click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
+                        help="Samples per onnxruntime run.")(f)
+
+
+def progress(iterable, total=None, desc=""):
+    """A tqdm progress bar on stderr unless -q was given."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=is_quiet(), leave=False)
+
+
+def wraps_errors(f):
+    """Marks a command as raising HawqError for main() to turn into an exit code."""
+    return functools.wraps(f)(f)

@@ -1,0 +1,121 @@
+"""Loading models and data with one-line errors; saving models atomically."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from onnx_hawq.config import atomic_write_bytes
+from onnx_hawq.errors import InputError
+
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32, onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8, onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+def load_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Read and check an ONNX file; anything unreadable is an InputError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"model file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError and others
+        raise InputError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+    if not model.graph.node:
+        raise InputError(f"{path} is not an ONNX model (no graph nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
+        raise InputError(f"{path} fails onnx.checker: {first}") from None
+    return model
+
+
+def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
+    """Refuse an output path that is one of the inputs (we never overwrite an input)."""
+    out = Path(output)
+    for src in inputs:
+        if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
+            raise InputError(f"output path {out} is the input file; choose another -o")
+        if src is not None and out.resolve() == Path(src).resolve():
+            raise InputError(f"output path {out} is the input file; choose another -o")
+    return out
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """Serialize `model` to `path` atomically (temp file + rename)."""
+    atomic_write_bytes(path, model.SerializeToString())
+
+
+def input_specs(model: onnx.ModelProto) -> dict[str, tuple[tuple, np.dtype]]:
+    """Map graph input name -> (shape with None for symbolic dims, numpy dtype)."""
+    inits = {i.name for i in model.graph.initializer}
+    specs = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        tt = vi.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim)
+        specs[vi.name] = (dims, np.dtype(_NP_TYPES.get(tt.elem_type, np.float32)))
+    return specs
+
+
+def load_data(path: str | os.PathLike, model: onnx.ModelProto, what: str = "data") -> dict[str, np.ndarray]:
+    """Load a .npz whose arrays are named after the model inputs; check names, ranks, dims, dtypes."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+        raise InputError(f"{what} file {path} is not a readable .npz ({type(e).__name__})") from None
+    specs = input_specs(model)
+    missing = [n for n in specs if n not in arrays]
+    if missing:
+        raise InputError(
+            f"{what} file {path} lacks array(s) for model input(s) {', '.join(missing)}; "
+            f"it has {', '.join(arrays) or 'none'}"
+        )
+    out, count = {}, None
+    for name, (shape, dtype) in specs.items():
+        arr = arrays[name]
+        _check_array(name, arr, shape, dtype, path)
+        if count is not None and arr.shape[0] != count:
+            raise InputError(f"{what} file {path}: inputs disagree on the number of samples")
+        count = arr.shape[0]
+        out[name] = arr.astype(dtype, copy=False)
+    if not count:
+        raise InputError(f"{what} file {path} holds no samples")
+    return out
+
+
+def _check_array(name, arr, shape, dtype, path) -> None:
+    if arr.ndim != len(shape):
+        raise InputError(f"{path}: array {name!r} has rank {arr.ndim}, model input wants {len(shape)} {_fmt(shape)}")
+    for i, (got, want) in enumerate(zip(arr.shape, shape)):
+        if i > 0 and want is not None and got != want:
+            raise InputError(f"{path}: array {name!r} has shape {arr.shape}, model input wants {_fmt(shape)}")
+    if np.issubdtype(dtype, np.floating) != np.issubdtype(arr.dtype, np.floating) or arr.dtype == np.bool_:
+        raise InputError(f"{path}: array {name!r} has dtype {arr.dtype}, model input wants {dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise InputError(f"{path}: array {name!r} holds NaN or infinite values")
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+def batches(data: dict[str, np.ndarray], batch_size: int):
+    """Yield dicts of consecutive slices of every array (first axis)."""
+    n = len(next(iter(data.values())))
+    for start in range(0, n, batch_size):
+        yield {k: v[start:start + batch_size] for k, v in data.items()}

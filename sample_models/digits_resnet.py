@@ -1,0 +1,133 @@
+"""Train a small ResNet-style CNN on scikit-learn's bundled digits and export it to ONNX.
+
+Writes, next to this file: ``digits_resnet.onnx`` (TorchScript exporter, opset 17),
+``digits_calib.npz`` (256 training images, key ``input``) and ``digits_test.npz``
+(held-out images ``input`` and labels ``label``). Seeded: the same torch build gives the same files.
+Run: ``python sample_models/digits_resnet.py [--epochs N] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+SEED = 0
+HERE = Path(__file__).resolve().parent
+
+
+def load_digits_split(seed: int = SEED):
+    """Return (train_x, train_y, test_x, test_y) as float32 NCHW in [0, 1] / int64 labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = 497
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def build_model():
+    """The digits ResNet: stem conv, an identity block, a strided block with 1x1 downsample."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin: int, cout: int, stride: int):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.relu = nn.ReLU()
+            self.downsample = None
+            if stride != 1 or cin != cout:
+                self.downsample = nn.Sequential(
+                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+                )
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            out = self.bn2(self.conv2(out))
+            return self.relu(out + identity)
+
+    class DigitsResNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 16, 3, 1, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(16)
+            self.relu = nn.ReLU()
+            self.layer1 = nn.Sequential(Block(16, 16, 1))
+            self.layer2 = nn.Sequential(Block(16, 32, 2))
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            x = self.layer2(self.layer1(x))
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+    return DigitsResNet()
+
+
+def train(epochs: int, seed: int = SEED):
+    """Train the model with Adam and return (model, test accuracy)."""
+    import torch
+
+    torch.manual_seed(seed)
+    train_x, train_y, test_x, test_y = load_digits_split(seed)
+    model = build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    xt, yt = torch.from_numpy(train_x), torch.from_numpy(train_y)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+        sched.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model(torch.from_numpy(test_x)).argmax(1).numpy()
+    return model, float((pred == test_y).mean())
+
+
+def export(model, path: Path) -> None:
+    """Export with the TorchScript exporter (keeps BN unfused-free names via scopes)."""
+    import torch
+
+    torch.onnx.export(
+        model, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["input"],
+        output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17, dynamo=False,
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model, acc = train(args.epochs)
+    export(model, args.out / "digits_resnet.onnx")
+    train_x, _, test_x, test_y = load_digits_split()
+    np.savez_compressed(args.out / "digits_calib.npz", input=train_x[:256])
+    np.savez_compressed(args.out / "digits_test.npz", input=test_x, label=test_y)
+    import torch
+
+    torch.save(model.state_dict(), args.out / "digits_resnet.pt")
+    (args.out / "digits_resnet.json").write_text(json.dumps({"fp32_test_accuracy": acc}, indent=2))
+    print(f"fp32 test accuracy: {acc:.4f} ({len(test_y)} held-out images)")
+
+
+if __name__ == "__main__":
+    main()
