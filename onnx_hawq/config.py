@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import tempfile
+import types
 import typing
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def _convert(tp, value, where: str):
     args = typing.get_args(tp)
     if dataclasses.is_dataclass(tp):
         return tp.from_dict(value)
-    if origin is typing.Union:
+    if origin is typing.Union or origin is types.UnionType:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]

@@ -111,6 +111,23 @@ def export(model, path: Path) -> None:
     )
 
 
+def hawq_factory(batch_size: int = 64, samples: int = 256):
+    """For `onnx-hawq sensitivity --torch`: (trained model, calibration batches, cross-entropy).
+
+    The batches are the first `samples` training images (those of ``digits_calib.npz``) with
+    their labels, as (images, labels) tensor pairs.
+    """
+    import torch
+
+    model = build_model()
+    model.load_state_dict(torch.load(HERE / "digits_resnet.pt", weights_only=True))
+    model.eval()
+    train_x, train_y, _, _ = load_digits_split()
+    x, y = torch.from_numpy(train_x[:samples]), torch.from_numpy(train_y[:samples])
+    batches = list(zip(x.split(batch_size), y.split(batch_size)))
+    return model, batches, torch.nn.functional.cross_entropy
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)

@@ -15,6 +15,9 @@ from onnx_hawq.errors import HawqError
 COMMANDS = {
     "quantize": "quantize",
     "inspect": "inspect",
+    "sensitivity": "sensitivity",
+    "plan": "plan",
+    "profile": "profile",
 }
 
 

@@ -76,3 +76,27 @@ def progress(iterable, total=None, desc=""):
 def wraps_errors(f):
     """Marks a command as raising HawqError for main() to turn into an exit code."""
     return functools.wraps(f)(f)
+
+
+def hessian_options(f):
+    """Sensitivity estimation: --method, --max-iter, --tol, --eigen-iter, --eigen-tol, --batches, --batch-size, --seed."""
+    opts = [
+        click.option("--method", type=click.Choice(["trace", "eigen", "both"]), default="trace", show_default=True,
+                     help="Average Hessian trace (Hutchinson), top eigenvalue (power iteration), or both."),
+        click.option("--max-iter", type=click.IntRange(2), default=200, show_default=True,
+                     help="Hutchinson vectors at most."),
+        click.option("--tol", type=click.FloatRange(0, min_open=True), default=0.05, show_default=True,
+                     help="Stop once every layer's trace has standard error / |trace| below this."),
+        click.option("--eigen-iter", type=click.IntRange(1), default=100, show_default=True,
+                     help="Power iterations per layer at most."),
+        click.option("--eigen-tol", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True,
+                     help="Stop power iteration once the eigenvalue changes by less than this, relatively."),
+        click.option("--batches", type=click.IntRange(1), default=4, show_default=True,
+                     help="Data batches the Hessian is averaged over."),
+        click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
+                     help="Samples per batch (with --data)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random vectors."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

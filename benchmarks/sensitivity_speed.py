@@ -1,0 +1,215 @@
+"""Sensitivity speed on this CPU: shared Hessian-vector products vs a per-layer loop.
+
+For the digits sample (torch route, BN-folded weights) and a ResNet-20-shaped CIFAR model (random
+weights and inputs, 3 stages x 3 basic blocks, 16/32/64 channels):
+
+1. a run to the tolerance (every layer's stderr/|trace| < --tol, at most --max-iter vectors):
+   wall time, Hessian-vector products, relative standard error per layer;
+2. the same number of vectors (--vectors) through the shared HVP (one double backward per vector
+   for all layers) and through a per-layer loop (one double backward per vector *per layer*),
+   timed in the same process: the speedup ratio, and each estimator's worst relative stderr.
+
+Prints a table and writes JSON to benchmarks/results/sensitivity_speed.json.
+Run: ``python benchmarks/sensitivity_speed.py [--tol 0.05] [--vectors 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from onnx_hawq.calibration.hessian import (BlockHessian, HessianConfig, as_batches, layer_sensitivities,
+                                           loss_gradients, quantizable_weights, rademacher, relative_stderr)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "sensitivity_speed.json"
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + identity)
+
+
+class ResNet20(nn.Module):
+    """CIFAR ResNet-20: stem conv, 3 stages x 3 basic blocks (16/32/64 channels), linear head."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages, cin = [], 16
+        for cout, stride in ((16, 1), (32, 2), (64, 2)):
+            stages.append(nn.Sequential(*(BasicBlock(cin if i == 0 else cout, cout, stride if i == 0 else 1)
+                                          for i in range(3))))
+            cin = cout
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+
+
+def resnet20_problem(batch: int, seed: int = 0):
+    """(model, [(inputs, labels)], loss) with random weights, CIFAR-shaped random inputs and labels."""
+    torch.manual_seed(seed)
+    model = ResNet20().eval()
+    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
+    return model, [(x, y)], nn.functional.cross_entropy
+
+
+def digits_problem():
+    """The digits sample through its `hawq_factory`, with the ONNX model's per-channel BN scales."""
+    import onnx
+
+    from onnx_hawq.calibration.torch_route import channel_scale, match_modules
+    from onnx_hawq.layers import find_layers, weights_of
+    from onnx_hawq.transforms.prepare import prepare_model
+
+    sys.path.insert(0, str(ROOT / "sample_models"))
+    from digits_resnet import hawq_factory
+
+    model, data, loss = hawq_factory()
+    onnx_model = prepare_model(onnx.load(ROOT / "sample_models" / "digits_resnet.onnx"))
+    layers = find_layers(onnx_model)
+    weights = match_modules(model.eval(), layers)
+    scales = {l.name: channel_scale(weights[l.name].detach().numpy(), weights_of(onnx_model, l), l.name)
+              for l in layers}
+    return model, data, loss, weights, scales
+
+
+def needed_vectors(samples: np.ndarray, tol: float) -> np.ndarray:
+    """Vectors each layer needs for stderr/|trace| < tol, extrapolated from `samples` (k, layers)."""
+    return np.ceil(relative_stderr(samples) ** 2 * len(samples) / tol ** 2)
+
+
+def timed_samples(op: BlockHessian, draws: list, per_layer: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Hutchinson samples (k, layers) and the seconds spent per layer (shared: per vector, all layers)."""
+    seconds = np.zeros(len(op.weights))
+    rows = []
+    for vs in draws:
+        if per_layer:
+            row = []
+            for i, v in enumerate(vs):
+                start = time.perf_counter()
+                row.append(float((v * op.block_matvec(i, v)).sum(dtype=torch.float64)))
+                seconds[i] += time.perf_counter() - start
+        else:
+            start = time.perf_counter()
+            row = [float((v * h).sum(dtype=torch.float64)) for v, h in zip(vs, op.matvec(vs))]
+            seconds += (time.perf_counter() - start) / len(vs)
+        rows.append(row)
+    return np.asarray(rows), seconds
+
+
+def regraph_seconds(model, data, loss, weights: list, vectors: int, seed: int) -> float:
+    """PyHessian-style per-layer loop: each layer rebuilds its own loss gradient, then `vectors` HVPs."""
+    gen = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    for w in weights:
+        op = BlockHessian(loss_gradients(model, as_batches(data), loss, [w]), [w], [None])
+        for _ in range(vectors):
+            op.matvec([rademacher(w, gen)])
+    return time.perf_counter() - start
+
+
+def shared_vs_per_layer(op: BlockHessian, vectors: int, tol: float, seed: int) -> dict:
+    """The same `vectors` through the shared HVP and the per-layer loop: time, error, time to `tol`."""
+    gen = torch.Generator().manual_seed(seed)
+    draws = [[rademacher(w, gen) for w in op.weights] for _ in range(vectors)]
+    shared, t_shared = timed_samples(op, draws, per_layer=False)
+    loop, t_loop = timed_samples(op, draws, per_layer=True)
+    per_vector_shared, per_vector_loop = t_shared.sum() / vectors, t_loop / vectors
+    return {"vectors": vectors, "layers": len(op.weights),
+            "shared_seconds": float(t_shared.sum()), "shared_hvps": vectors,
+            "per_layer_seconds": float(t_loop.sum()), "per_layer_hvps": vectors * len(op.weights),
+            "speedup": float(t_loop.sum() / t_shared.sum()),
+            "shared_worst_rel_stderr": float(relative_stderr(shared).max()),
+            "per_layer_worst_rel_stderr": float(relative_stderr(loop).max()),
+            "est_shared_seconds_to_tol": float(needed_vectors(shared, tol).max() * per_vector_shared),
+            "est_per_layer_seconds_to_tol": float((needed_vectors(loop, tol) * per_vector_loop).sum())}
+
+
+def benchmark(name: str, model, data, loss, weights, scales, args) -> dict:
+    """One model: the run to tolerance and the shared-vs-per-layer comparison."""
+    cfg = HessianConfig(max_iter=args.max_iter, tol=args.tol, seed=args.seed)
+    res = layer_sensitivities(model, data, loss, weights, cfg, scales, progress=args.progress)
+    rel = {n: s.stderr / abs(s.trace) if s.trace else float("inf") for n, s in res.layers.items()}
+    names, ws = list(weights), list(weights.values())
+    inv = [None if scales.get(n) is None else 1.0 / torch.as_tensor(scales[n]).to(w) for n, w in zip(names, ws)]
+    op = BlockHessian(loss_gradients(model, as_batches(data), loss, ws), ws, inv)
+    return {"model": name, "layers": len(ws), "params": sum(w.numel() for w in ws),
+            "samples_per_hvp": sum(len(x[0]) for x, _ in as_batches(data)),
+            "to_tolerance": {"tol": args.tol, "seconds": res.seconds, "hvps": res.hvp_count,
+                             "vectors": next(iter(res.layers.values())).samples,
+                             "worst_rel_stderr": max(rel.values()), "all_below_tol": max(rel.values()) < args.tol,
+                             "rel_stderr": rel,
+                             "trace": {n: s.trace for n, s in res.layers.items()}},
+            "comparison": {**shared_vs_per_layer(op, args.vectors, args.tol, args.seed),
+                           "per_layer_regraph_seconds": regraph_seconds(model, data, loss, ws, args.vectors,
+                                                                        args.seed)}}
+
+
+def table(results: list[dict]) -> str:
+    """The figures as a plain-text table."""
+    head = (f"{'model':<9}{'layers':>7}{'vectors':>8}{'HVPs':>6}{'seconds':>9}{'worst rel.err':>14}   "
+            f"{'K':>3}{'shared s':>9}{'per-layer s':>12}{'regraph s':>10}{'speedup':>8}"
+            f"{'rel.err shared/loop':>21}{'est. s to tol shared/loop':>27}")
+    rows = [head]
+    for r in results:
+        t, c = r["to_tolerance"], r["comparison"]
+        rows.append(f"{r['model']:<9}{r['layers']:>7}{t['vectors']:>8}{t['hvps']:>6}{t['seconds']:>9.1f}"
+                    f"{t['worst_rel_stderr']:>14.3f}   {c['vectors']:>3}{c['shared_seconds']:>9.2f}"
+                    f"{c['per_layer_seconds']:>12.2f}{c['per_layer_regraph_seconds']:>10.2f}{c['speedup']:>8.1f}"
+                    f"{c['shared_worst_rel_stderr']:>11.3f} / {c['per_layer_worst_rel_stderr']:.3f}"
+                    f"{c['est_shared_seconds_to_tol']:>16.1f} / {c['est_per_layer_seconds_to_tol']:.1f}")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tol", type=float, default=0.05)
+    parser.add_argument("--max-iter", type=int, default=400)
+    parser.add_argument("--vectors", type=int, default=8, help="vectors for the shared-vs-per-layer timing")
+    parser.add_argument("--resnet-batch", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    load = os.getloadavg()[0]
+    model, data, loss, weights, scales = digits_problem()
+    results = [benchmark("digits", model, data, loss, weights, scales, args)]
+    model, data, loss = resnet20_problem(args.resnet_batch, args.seed)
+    results.append(benchmark("resnet20", model, data, loss, quantizable_weights(model), {}, args))
+    print(table(results))
+    meta = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(), "load_average_at_start": load}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

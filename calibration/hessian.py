@@ -1,0 +1,248 @@
+"""Per-layer Hessian statistics of a PyTorch model: Hutchinson traces and top eigenvalues.
+
+Every layer's trace comes from the same Hessian-vector products: for each Rademacher vector v
+(all layers at once) one double backward ``autograd.grad(grads, weights, grad_outputs=v)`` gives
+``Hv``, and layer i's sample is ``v_i . (Hv)_i`` (an unbiased estimate of tr(H_ii)). The loss
+gradient is built once, with its graph kept, so each vector costs one double backward only.
+
+A layer may carry a per-output-channel ``scale``: the Hessian is then taken with respect to
+``scale * weight`` (``S^-1 H S^-1``), which is the weight the ONNX graph holds once a following
+BatchNorm is folded into the layer. torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from onnx_hawq.calibration.sensitivity_file import LayerSensitivity
+from onnx_hawq.config import JsonConfig
+from onnx_hawq.errors import HawqError, InputError
+
+log = logging.getLogger("onnx_hawq")
+
+METHODS = ("trace", "eigen", "both")
+QUANTIZABLE_MODULES = ("Conv1d", "Conv2d", "Conv3d", "Linear")
+_EIGEN_SEED_OFFSET = 1_000_003
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianConfig(JsonConfig):
+    """What to estimate and when to stop."""
+
+    method: str = "trace"  # trace | eigen | both
+    max_iter: int = 200  # Hutchinson vectors at most
+    tol: float = 0.05  # stop once every layer's stderr / |trace| is below this
+    min_iter: int = 10  # vectors before the tolerance is checked
+    eigen_iter: int = 100  # power iterations per layer at most
+    eigen_tol: float = 1e-3  # stop once |lambda_k - lambda_k-1| <= eigen_tol * max(|lambda_k|, |lambda_k-1|)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise InputError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.max_iter < 2 or self.min_iter < 2 or self.eigen_iter < 1:
+            raise InputError("max_iter and min_iter must be >= 2, eigen_iter >= 1")
+        if not (self.tol > 0 and self.eigen_tol > 0):
+            raise InputError("tolerances must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class HessianResult:
+    """Per-layer statistics (keyed by layer name, in layer order) and what they cost."""
+
+    layers: dict[str, LayerSensitivity]
+    hvp_count: int
+    seconds: float
+
+
+class BlockHessian:
+    """v -> Hv for the loss Hessian w.r.t. the layer weights (rescaled where a scale is given)."""
+
+    def __init__(self, grads: Sequence, weights: Sequence, inv_scales: Sequence):
+        self.grads, self.weights, self.inv_scales = list(grads), list(weights), list(inv_scales)
+        self.count = 0  # double backwards run so far
+
+    def _scaled(self, tensors, indices):
+        return [t if self.inv_scales[i] is None else t * self.inv_scales[i] for t, i in zip(tensors, indices)]
+
+    def matvec(self, vectors: Sequence) -> list:
+        """All blocks at once: (Hv)_i = sum_j H_ij v_j, one double backward."""
+        idx = range(len(self.weights))
+        return self._scaled(self._grad(self.grads, self.weights, self._scaled(vectors, idx)), idx)
+
+    def block_matvec(self, i: int, vector) -> Any:
+        """The diagonal block only: H_ii v_i, one double backward."""
+        u = self._scaled([vector], [i])
+        return self._scaled(self._grad([self.grads[i]], [self.weights[i]], u), [i])[0]
+
+    def _grad(self, grads, weights, vectors) -> list:
+        import torch
+
+        self.count += 1
+        pairs = [(g, v) for g, v in zip(grads, vectors) if g.requires_grad]
+        if not pairs:
+            return [torch.zeros_like(w) for w in weights]
+        outs, vs = zip(*pairs)
+        return list(torch.autograd.grad(outs, weights, grad_outputs=vs, retain_graph=True,
+                                        allow_unused=True, materialize_grads=True))
+
+
+def as_batches(data, limit: int | None = None) -> list[tuple[tuple, Any]]:
+    """A loader / iterable of (inputs, target) pairs, or one (inputs, target) pair -> a list of batches."""
+    import torch
+
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[1]) and (
+            torch.is_tensor(data[0]) or isinstance(data[0], (tuple, list))):
+        data = [data]
+    out = []
+    for item in data:
+        if limit is not None and len(out) >= limit:
+            break
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise HawqError("data must yield (inputs, target) pairs")
+        inputs, target = item
+        out.append((tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,), target))
+    if not out:
+        raise HawqError("data holds no batches")
+    return out
+
+
+def quantizable_weights(model) -> dict[str, Any]:
+    """Qualified name -> weight of every Conv1d/2d/3d and Linear module (biases are not blocks)."""
+    return {name: m.weight for name, m in model.named_modules() if type(m).__name__ in QUANTIZABLE_MODULES
+            and getattr(m, "weight", None) is not None}
+
+
+def loss_gradients(model, batches, loss_fn, weights: Sequence) -> list:
+    """Mean loss over all samples of `batches` -> its gradient w.r.t. `weights`, graph kept."""
+    import torch
+
+    device = weights[0].device
+    sizes = [len(x[0]) for x, _ in batches]
+    total = torch.zeros((), device=device)
+    for (inputs, target), n in zip(batches, sizes):
+        out = model(*(t.to(device) for t in inputs))
+        total = total + loss_fn(out, target.to(device)) * (n / sum(sizes))
+    if not total.requires_grad:
+        raise HawqError("the loss does not depend on the layer weights")
+    return list(torch.autograd.grad(total, weights, create_graph=True, allow_unused=True,
+                                    materialize_grads=True))
+
+
+def rademacher(like, gen):
+    """A +-1 tensor shaped like `like`, drawn from `gen`."""
+    import torch
+
+    return torch.randint(0, 2, like.shape, generator=gen, dtype=like.dtype).to(like.device) * 2 - 1
+
+
+def relative_stderr(samples: np.ndarray) -> np.ndarray:
+    """Per column: standard error of the mean / |mean| (0 where mean and spread are both 0)."""
+    err = samples.std(axis=0, ddof=1) / np.sqrt(len(samples))
+    mean = np.abs(samples.mean(axis=0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(mean > 0, err / np.where(mean > 0, mean, 1.0), np.where(err > 0, np.inf, 0.0))
+    return rel
+
+
+def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> np.ndarray:
+    """Draw Rademacher vectors until every layer's relative stderr < tol (or max_iter) -> samples (k, layers)."""
+    import torch
+    from tqdm import tqdm
+
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rows = []
+    with tqdm(total=cfg.max_iter, desc="hessian trace", disable=not progress, leave=False) as bar:
+        for k in range(1, cfg.max_iter + 1):
+            vs = [rademacher(w, gen) for w in op.weights]
+            hv = op.matvec(vs)
+            rows.append([float((v * h).sum(dtype=torch.float64)) for v, h in zip(vs, hv)])
+            bar.update(1)
+            if k >= max(cfg.min_iter, 2):
+                worst = float(relative_stderr(np.asarray(rows)).max())
+                bar.set_postfix(rel_err=f"{worst:.3g}")
+                if worst < cfg.tol:
+                    break
+    return np.asarray(rows)
+
+
+def power_iteration(op: BlockHessian, i: int, cfg: HessianConfig, gen) -> tuple[float, int]:
+    """Dominant eigenvalue of block i by power iteration (Rayleigh quotient) -> (eigenvalue, iterations).
+
+    Convergence compares |change| with the magnitudes of both estimates, so a negative or tiny
+    running value neither stops the iteration early nor keeps it from stopping.
+    """
+    import torch
+
+    v = torch.randn(op.weights[i].shape, generator=gen, dtype=op.weights[i].dtype).to(op.weights[i].device)
+    v = v / v.norm()
+    eig = None
+    for it in range(1, cfg.eigen_iter + 1):
+        hv = op.block_matvec(i, v)
+        new = float((v * hv).sum(dtype=torch.float64))
+        norm = hv.norm()
+        if eig is not None and abs(new - eig) <= cfg.eigen_tol * max(abs(new), abs(eig)):
+            return new, it
+        if float(norm) == 0.0:
+            return 0.0, it
+        v, eig = hv / norm, new
+    return eig, cfg.eigen_iter
+
+
+def top_eigenvalues(op: BlockHessian, cfg: HessianConfig, names: Sequence[str], progress: bool = False) -> list:
+    """(eigenvalue, iterations) of every layer block, seeded from cfg.seed."""
+    import torch
+    from tqdm import tqdm
+
+    gen = torch.Generator().manual_seed(cfg.seed + _EIGEN_SEED_OFFSET)
+    out = []
+    for i, name in enumerate(tqdm(names, desc="hessian eigen", disable=not progress, leave=False)):
+        out.append(power_iteration(op, i, cfg, gen))
+        log.debug("%s: top eigenvalue %.6g after %d iterations", name, *out[-1])
+    return out
+
+
+def layer_stats(names, weights, samples, eigens) -> dict[str, LayerSensitivity]:
+    """Hutchinson samples (k, layers) and eigen results -> LayerSensitivity per layer (average trace)."""
+    out = {}
+    for j, (name, w) in enumerate(zip(names, weights)):
+        n = w.numel()
+        col = samples[:, j] if samples is not None else None
+        out[name] = LayerSensitivity(
+            trace=float(col.mean() / n) if col is not None else 0.0,
+            stderr=float(col.std(ddof=1) / np.sqrt(len(col)) / n) if col is not None else 0.0,
+            samples=len(col) if col is not None else 0, params=n,
+            eigenvalue=float(eigens[j][0]) if eigens else None,
+            eigen_iters=int(eigens[j][1]) if eigens else None)
+    return out
+
+
+def layer_sensitivities(model, data, loss_fn, layers: Mapping[str, Any] | None = None,
+                        config: HessianConfig = HessianConfig(), scales: Mapping[str, Any] | None = None,
+                        batches: int | None = None, progress: bool = False) -> HessianResult:
+    """(model, data, loss) -> per-layer average Hessian trace / top eigenvalue.
+
+    `layers` maps names to weight tensors (default: every Conv/Linear module by qualified name).
+    `data` is a loader or iterable of (inputs, target), or one such pair; `batches` caps it. The
+    Hessian is that of the mean loss over all samples, the model in eval mode. `scales` maps a
+    layer name to a per-output-channel factor broadcastable to its weight (see module docstring).
+    """
+    import torch
+
+    start = time.perf_counter()
+    model.eval()
+    layers = dict(layers if layers is not None else quantizable_weights(model))
+    if not layers:
+        raise HawqError("the model has no Conv or Linear layer")
+    names, weights = list(layers), list(layers.values())
+    inv = [None if (scales or {}).get(n) is None else 1.0 / torch.as_tensor(scales[n]).to(w) for n, w in layers.items()]
+    op = BlockHessian(loss_gradients(model, as_batches(data, batches), loss_fn, weights), weights, inv)
+    samples = hutchinson(op, config, progress) if config.method in ("trace", "both") else None
+    eigens = top_eigenvalues(op, config, names, progress) if config.method in ("eigen", "both") else None
+    stats = layer_stats(names, weights, samples, eigens)
+    return HessianResult(stats, op.count, time.perf_counter() - start)

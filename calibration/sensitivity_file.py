@@ -1,0 +1,51 @@
+"""The sensitivity file: per-layer Hessian statistics keyed by the plan's layer names.
+
+Readable without torch (the planner uses it). Written atomically by `save`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from onnx_hawq.config import JsonConfig
+from onnx_hawq.errors import InputError
+from onnx_hawq.layers import Layer
+from onnx_hawq.plan import fingerprint
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSensitivity(JsonConfig):
+    """Hessian statistics of one layer; `trace` is the average trace (total / params)."""
+
+    trace: float
+    stderr: float = 0.0  # standard error of `trace`
+    samples: int = 0  # Hutchinson vectors used
+    params: int = 0
+    eigenvalue: float | None = None  # top Hessian eigenvalue of the layer block
+    eigen_iters: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Sensitivity(JsonConfig):
+    """Per-layer sensitivities of one model (`model` is `onnx_hawq.plan.fingerprint`)."""
+
+    KIND = "onnx-hawq-sensitivity"
+    VERSION = 1
+
+    model: str
+    method: str  # trace | eigen | both
+    layers: dict[str, LayerSensitivity] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+    source: str = ""  # "torch:<module:factory>" or "onnx"
+    hvp_count: int = 0
+
+    def check_model(self, layers: list[Layer]) -> None:
+        """Refuse a sensitivity file made for a different model."""
+        if self.model != fingerprint(layers):
+            raise InputError(
+                "sensitivity file was computed for another model (layer names/shapes differ); "
+                "re-run `onnx-hawq sensitivity` on this model"
+            )
+        missing = [l.name for l in layers if l.name not in self.layers]
+        if missing:
+            raise InputError(f"sensitivity file lacks layer(s): {', '.join(missing)}")

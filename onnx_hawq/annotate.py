@@ -1,0 +1,130 @@
+"""Decide which nodes run in the integer domain, what they fuse, and each tensor's bits."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import onnx
+from onnx import helper
+
+from onnx_hawq.layers import Layer
+from onnx_hawq.plan import LayerBits
+
+PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+LAYER_KINDS = {"Conv": "conv", "Gemm": "gemm", "MatMul": "matmul"}
+
+
+@dataclasses.dataclass
+class QNode:
+    """A node (plus a fused Relu) that runs on quantized tensors."""
+
+    node: onnx.NodeProto
+    kind: str  # conv | gemm | matmul | add | gap | pass | relu
+    out: str  # float tensor this node's quantized output stands for
+    inputs: list[str]  # float tensors it reads in quantized form
+    fused: onnx.NodeProto | None = None
+    layer: Layer | None = None
+
+
+@dataclasses.dataclass
+class Annotation:
+    qnodes: list[QNode]
+    bits: dict[str, int]  # quantized float tensor -> activation bits
+    roots: list[str]  # tensors whose params come from calibration (others inherit)
+    inherit: dict[str, str]  # pass-through output -> input
+    float_ops: list[str]  # op types left in float
+
+
+def _attrs(node):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _kind(node, layer_by_node, consts, shapes) -> str | None:
+    if node.op_type in LAYER_KINDS and node.name in layer_by_node:
+        if node.op_type == "Gemm":
+            a = _attrs(node)
+            if a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or a.get("transA", 0):
+                return None
+        if node.op_type == "Conv" and len(shapes.get(node.input[0], ())) != 4:
+            return None
+        return LAYER_KINDS[node.op_type]
+    if node.op_type == "Add" and len(node.input) == 2 and not any(i in consts for i in node.input):
+        return "add"
+    if node.op_type == "GlobalAveragePool" or _is_global_mean(node, consts, shapes):
+        return "gap"
+    return None
+
+
+def _is_global_mean(node, consts, shapes) -> bool:
+    if len(shapes.get(node.input[0], ())) != 4:
+        return False
+    a = _attrs(node)
+    if node.op_type == "ReduceMean":
+        axes = a.get("axes") or (consts[node.input[1]].tolist() if len(node.input) > 1 and node.input[1] in consts else None)
+        return bool(axes) and sorted(x % 4 for x in axes) == [2, 3] and a.get("keepdims", 1) == 1
+    if node.op_type == "AveragePool":
+        spatial = shapes[node.input[0]][2:]
+        return (list(a.get("kernel_shape", [])) == list(spatial) and not any(a.get("pads", [0]))
+                and None not in spatial)
+    return False
+
+
+def _fusable_relu(node, consumers, outputs) -> onnx.NodeProto | None:
+    users = consumers.get(node.output[0], [])
+    if len(users) == 1 and users[0].op_type == "Relu" and node.output[0] not in outputs:
+        return users[0]
+    return None
+
+
+def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: dict[str, LayerBits],
+             default: LayerBits) -> Annotation:
+    """Walk the graph in order and mark quantized nodes, fusions, roots and bits."""
+    g = model.graph
+    consts = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    outputs = {o.name for o in g.output}
+    layer_by_node = {l.node_name: l for l in layers}
+    qnodes, quantized, fused_ids, inherit, float_ops = [], set(), set(), {}, []
+    for node in g.node:
+        if id(node) in fused_ids:
+            continue
+        kind = _kind(node, layer_by_node, consts, shapes)
+        data = [i for i in node.input[:1 if kind in LAYER_KINDS.values() or kind == "gap" else 2] if i]
+        if kind is None and node.input and node.input[0] in quantized:
+            if node.op_type in PASS_THROUGH:
+                kind, data = "pass", [node.input[0]]
+            elif node.op_type == "Relu":
+                kind, data = "relu", [node.input[0]]
+        if kind is None:
+            float_ops.append(node.op_type)
+            continue
+        fused = _fusable_relu(node, consumers, outputs) if kind in ("conv", "gemm", "matmul", "add") else None
+        if fused is not None:
+            fused_ids.add(id(fused))
+        out = (fused or node).output[0]
+        qn = QNode(node, kind, out, data, fused, layer_by_node.get(node.name))
+        qnodes.append(qn)
+        quantized.update([out, *data])
+        if kind in ("pass", "relu"):
+            inherit[out] = data[0]
+    tbits = _tensor_bits(qnodes, bits, default, inherit)
+    roots = [t for t in dict.fromkeys(t for q in qnodes for t in [*q.inputs, q.out]) if t not in inherit]
+    return Annotation(qnodes, tbits, roots, inherit, sorted(set(float_ops)))
+
+
+def _tensor_bits(qnodes, bits, default, inherit) -> dict[str, int]:
+    """A tensor takes the most bits any integer consumer asks for (plan default otherwise)."""
+    out: dict[str, int] = {}
+    for q in reversed(qnodes):
+        out.setdefault(q.out, default.a_bits)
+        for t in q.inputs:
+            want = bits[q.layer.name].a_bits if q.layer is not None else default.a_bits
+            if q.kind in ("pass", "relu"):
+                want = out[q.out]
+            out[t] = max(out.get(t, 0), want)
+    for t, src in reversed(list(inherit.items())):
+        out[t] = out[src] = max(out[t], out[src])
+    return out

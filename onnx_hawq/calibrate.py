@@ -1,0 +1,101 @@
+"""Activation calibration: run the float model on user data and pick a range per tensor."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from onnx_hawq.model_io import batches
+
+SAMPLE_CAP = 200_000  # values kept per tensor for percentile/MSE
+
+
+class Method(str, enum.Enum):
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibConfig:
+    method: Method = Method.MINMAX
+    percentile: float = 99.99
+    batch_size: int = 32
+    max_samples: int = 512
+
+
+def expose(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
+    """A copy of `model` with `tensors` added as graph outputs."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    have = {o.name for o in out.graph.output}
+    for t in tensors:
+        if t not in have:
+            out.graph.output.append(onnx.ValueInfoProto(name=t))
+    return out
+
+
+def session(model: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+class _Stats:
+    def __init__(self):
+        self.lo, self.hi, self.samples, self.rng = np.inf, -np.inf, [], np.random.default_rng(0)
+
+    def add(self, x: np.ndarray) -> None:
+        x = x.reshape(-1).astype(np.float32)
+        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        take = min(len(x), SAMPLE_CAP // 8)
+        self.samples.append(x if take == len(x) else self.rng.choice(x, take, replace=False))
+
+    def values(self) -> np.ndarray:
+        v = np.concatenate(self.samples)
+        return v if len(v) <= SAMPLE_CAP else self.rng.choice(v, SAMPLE_CAP, replace=False)
+
+
+def collect_ranges(model, tensors, data, config: CalibConfig, bits: dict[str, int], progress=None) -> dict:
+    """Map each tensor to its (lo, hi) range on `data` by the configured method."""
+    sess = session(expose(model, tensors))
+    stats = {t: _Stats() for t in tensors}
+    n = min(config.max_samples, len(next(iter(data.values()))))
+    chunks = batches({k: v[:n] for k, v in data.items()}, config.batch_size)
+    total = -(-n // config.batch_size)
+    for feed in (progress(chunks, total=total, desc="calibrate") if progress else chunks):
+        for t, value in zip(tensors, sess.run(tensors, feed)):
+            stats[t].add(value)
+    return {t: _pick(s, config, bits.get(t, 8)) for t, s in stats.items()}
+
+
+def _pick(stats: _Stats, config: CalibConfig, bits: int) -> tuple[float, float]:
+    if config.method == Method.MINMAX:
+        return stats.lo, stats.hi
+    values = stats.values()
+    if config.method == Method.PERCENTILE:
+        p = config.percentile
+        lo = float(np.percentile(values, 100 - p)) if stats.lo < 0 else 0.0
+        return min(lo, 0.0), float(np.percentile(values, p))
+    return _mse_range(values, stats.lo, stats.hi, bits)
+
+
+def _mse_range(values: np.ndarray, lo: float, hi: float, bits: int) -> tuple[float, float]:
+    """Shrink [lo, hi] by the factor that minimises the quantization MSE on `values`."""
+    qmax = (1 << bits) - 1
+    best, best_err = (lo, hi), np.inf
+    for f in np.linspace(0.3, 1.0, 36):
+        a, b = min(lo, 0.0) * f, max(hi, 0.0) * f
+        scale = max(b - a, 1e-12) / qmax
+        zp = np.round(-a / scale)
+        q = np.clip(np.round(values / scale) + zp, 0, qmax)
+        err = float(np.mean(((q - zp) * scale - values) ** 2))
+        if err < best_err:
+            best, best_err = (a, b), err
+    return best

@@ -1,0 +1,45 @@
+"""`onnx-hawq sensitivity`: per-layer Hessian trace / top eigenvalue -> sensitivity JSON (+ plot)."""
+
+from __future__ import annotations
+
+import click
+
+from onnx_hawq.calibration.hessian import HessianConfig
+from onnx_hawq.calibration.run import SensitivityConfig, run_sensitivity
+from onnx_hawq.calibration.sensitivity_file import Sensitivity
+from onnx_hawq.cli.options import data_option, hessian_options, is_quiet, model_argument, output_option, verbosity
+
+
+def summary(sens: Sensitivity) -> str:
+    """One line per layer: average trace ± stderr (samples) and top eigenvalue."""
+    width = max(len(n) for n in sens.layers)
+    lines = []
+    for name, s in sens.layers.items():
+        trace = f"trace {s.trace:11.4e} ± {s.stderr:9.2e} ({s.samples} vectors)" if s.samples else ""
+        eigen = f"  eigen {s.eigenvalue:11.4e} ({s.eigen_iters} it)" if s.eigenvalue is not None else ""
+        lines.append(f"{name:<{width}}  {trace}{eigen}".rstrip())
+    return "\n".join(lines + [f"{sens.hvp_count} Hessian-vector products"])
+
+
+@click.command("sensitivity")
+@model_argument
+@click.option("--torch", "torch_factory", metavar="MODULE:FACTORY",
+              help="PyTorch route: FACTORY() in MODULE (dotted name or .py path) returns (model, data, loss).")
+@data_option(required=False, help_text="ONNX route: input samples (.npz, arrays named after the model inputs).")
+@click.option("--labels", metavar="KEY", help="Integer class labels in the --data file (default: KL to own outputs).")
+@hessian_options
+@output_option("Sensitivity file to write (JSON).")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also write a per-layer bar plot (PNG).")
+@verbosity
+def command(model, torch_factory, data, labels, method, max_iter, tol, eigen_iter, eigen_tol, batches,
+            batch_size, seed, output, plot):
+    """Estimate each layer's Hessian sensitivity of MODEL (the ONNX file names the layers)."""
+    hessian = HessianConfig(method=method, max_iter=max_iter, tol=tol, min_iter=min(10, max_iter),
+                            eigen_iter=eigen_iter, eigen_tol=eigen_tol, seed=seed)
+    cfg = SensitivityConfig(model=model, output=output, torch_factory=torch_factory, data=data, labels=labels,
+                            batch_size=batch_size, batches=batches, hessian=hessian, plot=plot,
+                            progress=not is_quiet())
+    sens = run_sensitivity(cfg)
+    if not is_quiet():
+        click.echo(summary(sens))
+        click.echo(f"wrote {output}" + (f" and {plot}" if plot else ""))

@@ -1,0 +1,96 @@
+"""State shared by the integer rewrite rules: tensor params, names, and per-node records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from onnx_hawq import qparams
+from onnx_hawq.annotate import QNode
+from onnx_hawq.plan import LayerBits
+from onnx_hawq.qparams import TensorQ
+from onnx_hawq.quantizer import channel_scales, quantize_weight, weight_form, weight_qmax
+
+MS = "com.microsoft"
+
+
+@dataclasses.dataclass
+class LayerWeights:
+    """A layer's integer weights in the graph's layout, with scales and requant multipliers."""
+
+    q: np.ndarray
+    scales: np.ndarray  # float32 per output channel
+    multipliers: np.ndarray  # ORT float32 multipliers (dyadic)
+    bias: np.ndarray  # int32
+    exact: np.ndarray  # per channel: float32 requant provably equals the integer form
+    qmax: int
+
+
+@dataclasses.dataclass
+class QuantContext:
+    consts: dict[str, np.ndarray]
+    params: dict[str, TensorQ]
+    bits: dict[str, LayerBits]
+    records: list[dict] = dataclasses.field(default_factory=list)
+
+    @staticmethod
+    def qname(tensor: str) -> str:
+        return f"{tensor}_quantized"
+
+    def scalar_inputs(self, tensor: str) -> tuple[str, str, dict]:
+        """Names and constants for a tensor's (scale, zero_point) inputs."""
+        p = self.params[tensor]
+        s, z = f"{tensor}_scale", f"{tensor}_zero_point"
+        return s, z, {s: np.array(p.scale, np.float32), z: np.array(p.zero_point, np.uint8)}
+
+    def layer_weights(self, qn: QNode) -> LayerWeights:
+        """Quantize a layer's weights so its requant multipliers are exact dyadics (see qparams)."""
+        layer = qn.layer
+        bits = self.bits[layer.name]
+        x, y = self.params[qn.inputs[0]], self.params[qn.out]
+        w = np.moveaxis(self.consts[layer.weight].astype(np.float32), layer.out_axis, 0)
+        bias = self.consts[layer.bias].astype(np.float32) if layer.bias else None
+        qmax = weight_qmax(bits.w_bits, x.bits)
+        ideal = channel_scales(w, qmax)
+        x_range = max(x.zero_point, x.qmax - x.zero_point)
+        bound = (np.abs(quantize_weight(w, ideal, qmax)).reshape(len(w), -1).sum(1).astype(np.int64) * x_range
+                 + np.abs(qparams.bias_int32(bias, x.scale, ideal, len(w)).astype(np.int64)))
+        scales, mult, exact = qparams.exact_weight_scales(ideal, x.scale, y.scale, qparams.accumulator_bits(bound))
+        q = quantize_weight(w, scales.astype(np.float64), qmax)
+        b32 = qparams.bias_int32(bias, x.scale, scales, len(w))
+        return LayerWeights(np.moveaxis(q, 0, layer.out_axis), scales, mult, b32, exact, qmax)
+
+    def record(self, node: onnx.NodeProto, qn: QNode, **fields) -> None:
+        """Attach hawq.* metadata to `node` and keep a report row."""
+        row = {"node": node.name, "op": node.op_type, "float_op": qn.node.op_type, "output": qn.out,
+               "a_bits_out": self.params[qn.out].bits, **fields}
+        if qn.layer is not None:
+            row["layer"] = qn.layer.name
+        for key, value in row.items():
+            if key in ("node",):
+                continue
+            entry = node.metadata_props.add()
+            entry.key, entry.value = f"hawq.{key}", value if isinstance(value, str) else json.dumps(value)
+        self.records.append(row)
+
+
+def dyadics(multipliers: np.ndarray) -> list[list[int]]:
+    return [list(qparams.dyadic(float(m))) for m in multipliers]
+
+
+def clip_node(ctx: QuantContext, tensor: str, produced: str) -> tuple[list[onnx.NodeProto], dict, str]:
+    """A Clip to the activation's bit range after `produced` when it has fewer than 8 bits."""
+    p = ctx.params[tensor]
+    if p.bits >= 8:
+        return [], {}, produced
+    lo, hi = f"{tensor}_clip_lo", f"{tensor}_clip_hi"
+    node = helper.make_node("Clip", [produced, lo, hi], [ctx.qname(tensor)], name=f"{tensor}_clip")
+    return [node], {lo: np.array(0, np.uint8), hi: np.array(p.qmax, np.uint8)}, ctx.qname(tensor)
+
+
+def weight_form_label(ctx: QuantContext, qn: QNode) -> str:
+    return weight_form(ctx.bits[qn.layer.name].w_bits, ctx.params[qn.inputs[0]].bits)

@@ -1,0 +1,110 @@
+"""Quantization parameters: activation scale/zero-point, dyadic multipliers, weight scales.
+
+Requantization follows onnxruntime's float32 arithmetic exactly (the reference emulates it), and
+every multiplier M = S_x*S_w/S_y is made a dyadic number b/2^c whose significand b is short enough
+that float32(acc)*M is exact for every accumulator the layer can produce. Then the float path
+(ORT QLinearConv), the integer path (round(acc*b / 2^c)) and TVM agree bit for bit. The rounding
+of M is absorbed into the weight scale (rounded up, so no weight clips).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from onnx_hawq.quantizer import act_qmax
+
+F32_BITS = 24  # float32 significand bits
+MAX_MULT_BITS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorQ:
+    """uint8 quantization of one activation tensor: real = (q - zero_point) * scale."""
+
+    scale: float  # float32 value
+    zero_point: int
+    bits: int
+
+    @property
+    def qmax(self) -> int:
+        return act_qmax(self.bits)
+
+
+def activation_params(lo: float, hi: float, bits: int) -> TensorQ:
+    """Asymmetric uint8 params covering [min(lo,0), max(hi,0)]; zero-point 0 for non-negative data."""
+    qmax = act_qmax(bits)
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-12:
+        hi = lo + 1e-6
+    scale = np.float32((hi - lo) / qmax)
+    zp = 0 if lo == 0 else int(np.clip(round(-lo / float(scale)), 0, qmax))
+    return TensorQ(float(scale), zp, bits)
+
+
+def f32(x) -> np.float32:
+    return np.float32(x)
+
+
+def dyadic(m: float) -> tuple[int, int]:
+    """Exact (b, c) with m == b / 2^c for a float32 value m (b odd or zero)."""
+    m = float(np.float32(m))
+    if m == 0:
+        return 0, 0
+    mant, exp = math.frexp(m)  # m = mant * 2^exp, mant in [0.5, 1)
+    b, c = int(mant * (1 << F32_BITS)), F32_BITS - exp
+    while b % 2 == 0:
+        b, c = b // 2, c - 1
+    return b, c
+
+
+def round_up_significand(m: float, bits: int) -> float:
+    """Smallest value >= m with at most `bits` significant bits."""
+    mant, exp = math.frexp(m)
+    q = math.ceil(mant * (1 << bits))
+    return math.ldexp(q, exp - bits)
+
+
+def ort_multiplier(sx: float, sw: np.ndarray, sy: float) -> np.ndarray:
+    """onnxruntime's requant scale: float32 (x_scale * w_scale) / y_scale per channel."""
+    return (f32(sx) * sw.astype(np.float32)) / f32(sy)
+
+
+def accumulator_bits(bound: np.ndarray) -> np.ndarray:
+    """Bits needed to hold |acc| <= bound (per channel)."""
+    return np.ceil(np.log2(bound.astype(np.float64) + 1)).astype(np.int64)
+
+
+def exact_weight_scales(ideal: np.ndarray, sx: float, sy: float, acc_bits: np.ndarray):
+    """Weight scales >= `ideal` whose ORT multipliers are dyadic with a significand that keeps
+    float32(acc) * M exact; returns (scales float32, multipliers float32, exact flags)."""
+    scales = np.empty(len(ideal), np.float32)
+    targets = np.empty(len(ideal), np.float64)
+    for j, (s, a) in enumerate(zip(ideal, acc_bits)):
+        k = int(min(MAX_MULT_BITS, F32_BITS - a))
+        targets[j] = round_up_significand(float(sx) * float(s) / float(sy), max(k, 1))
+        scales[j] = _scale_for_multiplier(targets[j], sx, sy, float(s))
+    mult = ort_multiplier(sx, scales, sy)
+    exact = (acc_bits <= F32_BITS - 1) & (mult.astype(np.float64) == targets)
+    return scales, mult, exact
+
+
+def _scale_for_multiplier(target: float, sx: float, sy: float, floor: float) -> np.float32:
+    """A float32 w_scale whose ORT multiplier equals `target` exactly, not below `floor` if possible."""
+    guess = f32(target * float(sy) / float(sx))
+    for _ in range(64):
+        got = float(ort_multiplier(sx, np.array([guess]), sy)[0])
+        if got == target:
+            return guess
+        guess = np.nextafter(guess, f32(np.inf) if got < target else f32(0))
+    return f32(max(floor, float(guess)))
+
+
+def bias_int32(bias: np.ndarray | None, sx: float, sw: np.ndarray, n: int) -> np.ndarray:
+    """int32 bias at scale sx*sw (round half to even)."""
+    if bias is None:
+        return np.zeros(n, np.int32)
+    q = np.rint(bias.astype(np.float64) / (float(sx) * sw.astype(np.float64)))
+    return np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)

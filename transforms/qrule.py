@@ -1,0 +1,58 @@
+"""The shape of an integer rewrite: a check that may refuse (with a reason) and a replacement."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from onnx_hawq.annotate import QNode
+from onnx_hawq.qcontext import QuantContext
+from onnx_hawq.transforms.graph import Replacement
+
+
+@dataclasses.dataclass(frozen=True)
+class QRule:
+    """Rewrite for one annotated node kind (the annotation is the match)."""
+
+    kind: str
+    check: Callable[[QuantContext, QNode], str | None]
+    replace: Callable[[QuantContext, QNode], Replacement]
+
+
+def removed(qn: QNode) -> list:
+    return [qn.node] + ([qn.fused] if qn.fused is not None else [])
+
+
+def output_name(ctx: QuantContext, qn: QNode) -> str:
+    """Where the main node writes: the quantized name, or a pre-clip name for < 8-bit outputs."""
+    return ctx.qname(qn.out) if ctx.params[qn.out].bits >= 8 else f"{qn.out}_unclipped"
+
+
+def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, order: tuple[str, ...],
+                      domain: str = "", attributes=(), **attrs) -> Replacement:
+    """Emit a QLinear layer node whose inputs follow `order` over the slots
+    x, x_scale, x_zp, w, w_scale, w_zp, bias, y_scale, y_zp."""
+    import numpy as np
+    from onnx import helper
+
+    from onnx_hawq.qcontext import clip_node, dyadics, weight_form_label
+
+    lw = ctx.layer_weights(qn)
+    name = qn.layer.weight
+    xs, xz, c1 = ctx.scalar_inputs(qn.inputs[0])
+    ys, yz, c2 = ctx.scalar_inputs(qn.out)
+    slots = {"x": ctx.qname(qn.inputs[0]), "x_scale": xs, "x_zp": xz, "w": f"{name}_quantized",
+             "w_scale": f"{name}_scale", "w_zp": f"{name}_zero_point", "bias": f"{name}_bias_quantized",
+             "y_scale": ys, "y_zp": yz}
+    consts = {**c1, **c2, slots["w"]: lw.q, slots["w_scale"]: lw.scales,
+              slots["w_zp"]: np.zeros(len(lw.scales), np.int8)}
+    if "bias" in order:
+        consts[slots["bias"]] = lw.bias
+    node = helper.make_node(op_type, [slots[k] for k in order], [output_name(ctx, qn)],
+                            name=f"{qn.layer.name}_quant", domain=domain or None, **attrs)
+    node.attribute.extend(attributes)
+    clip, clip_consts, _ = clip_node(ctx, qn.out, node.output[0])
+    ctx.record(node, qn, w_bits=ctx.bits[qn.layer.name].w_bits, a_bits_in=ctx.params[qn.inputs[0]].bits,
+               form=weight_form_label(ctx, qn), dyadic=dyadics(lw.multipliers),
+               exact=bool(lw.exact.all()), relu=qn.fused is not None)
+    return Replacement(remove=removed(qn), add=[node, *clip], constants={**consts, **clip_consts})
