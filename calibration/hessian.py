@@ -8,6 +8,11 @@ gradient is built once, with its graph kept, so each vector costs one double bac
 A layer may carry a per-output-channel ``scale``: the Hessian is then taken with respect to
 ``scale * weight`` (``S^-1 H S^-1``), which is the weight the ONNX graph holds once a following
 BatchNorm is folded into the layer. torch is imported inside the functions.
+
+The shared estimator's sample for layer i also carries the cross-layer terms sum_j!=i v_i.H_ij v_j
+(zero mean, but often far more variance than the layer's own block: see
+benchmarks/sensitivity_speed.py). ``blocks="layer"`` instead runs one block HVP ``H_ii v_i`` per
+unconverged layer on the same retained gradient graph, and each layer stops on its own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from onnx_hawq.errors import HawqError, InputError
 log = logging.getLogger("onnx_hawq")
 
 METHODS = ("trace", "eigen", "both")
+BLOCKS = ("shared", "layer")
 QUANTIZABLE_MODULES = ("Conv1d", "Conv2d", "Conv3d", "Linear")
 _EIGEN_SEED_OFFSET = 1_000_003
 
@@ -35,16 +41,22 @@ class HessianConfig(JsonConfig):
     """What to estimate and when to stop."""
 
     method: str = "trace"  # trace | eigen | both
-    max_iter: int = 200  # Hutchinson vectors at most
+    max_iter: int = 200  # Hutchinson vectors (per layer) at most
     tol: float = 0.05  # stop once every layer's stderr / |trace| is below this
     min_iter: int = 10  # vectors before the tolerance is checked
     eigen_iter: int = 100  # power iterations per layer at most
     eigen_tol: float = 1e-3  # stop once |lambda_k - lambda_k-1| <= eigen_tol * max(|lambda_k|, |lambda_k-1|)
     seed: int = 0
+    blocks: str = "shared"  # shared: one HVP per vector for all layers; layer: one block HVP per layer
+    max_seconds: float | None = None  # wall-clock budget of the trace estimate (results then vary by machine)
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise InputError(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.blocks not in BLOCKS:
+            raise InputError(f"blocks {self.blocks!r} is not one of {', '.join(BLOCKS)}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise InputError("max_seconds must be > 0")
         if self.max_iter < 2 or self.min_iter < 2 or self.eigen_iter < 1:
             raise InputError("max_iter and min_iter must be >= 2, eigen_iter >= 1")
         if not (self.tol > 0 and self.eigen_tol > 0):
@@ -150,25 +162,58 @@ def relative_stderr(samples: np.ndarray) -> np.ndarray:
     return rel
 
 
-def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> np.ndarray:
-    """Draw Rademacher vectors until every layer's relative stderr < tol (or max_iter) -> samples (k, layers)."""
+def _unconverged(samples: list[list[float]], cfg: HessianConfig) -> list[int]:
+    """Indices of the layers whose relative stderr is not yet below tol (all before min_iter).
+
+    A layer that stopped drawing (blocks="layer") keeps its samples, so it stays converged.
+    """
+    return [i for i, col in enumerate(samples)
+            if len(col) < max(cfg.min_iter, 2) or relative_stderr(np.asarray(col)[:, None])[0] >= cfg.tol]
+
+
+def _shared_round(op: BlockHessian, samples, gen) -> None:
+    """One Rademacher vector over all layers, one double backward: a sample for every layer."""
+    import torch
+
+    vs = [rademacher(w, gen) for w in op.weights]
+    for col, v, h in zip(samples, vs, op.matvec(vs)):
+        col.append(float((v * h).sum(dtype=torch.float64)))
+
+
+def _layer_round(op: BlockHessian, samples, gen, active: list[int]) -> None:
+    """One Rademacher vector per unconverged layer, one block double backward each."""
+    import torch
+
+    for i in active:
+        v = rademacher(op.weights[i], gen)
+        samples[i].append(float((v * op.block_matvec(i, v)).sum(dtype=torch.float64)))
+
+
+def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> list[np.ndarray]:
+    """Hutchinson samples v_i.(Hv)_i per layer until every layer's relative stderr < tol.
+
+    blocks="shared": every vector spans all layers (one HVP, cross-layer terms add variance);
+    blocks="layer": each unconverged layer gets its own vector and block HVP, and stops on its own.
+    Stops at max_iter vectors (per layer) or after max_seconds.
+    """
     import torch
     from tqdm import tqdm
 
     gen = torch.Generator().manual_seed(cfg.seed)
-    rows = []
+    samples: list[list[float]] = [[] for _ in op.weights]
+    active, start = list(range(len(op.weights))), time.perf_counter()
     with tqdm(total=cfg.max_iter, desc="hessian trace", disable=not progress, leave=False) as bar:
-        for k in range(1, cfg.max_iter + 1):
-            vs = [rademacher(w, gen) for w in op.weights]
-            hv = op.matvec(vs)
-            rows.append([float((v * h).sum(dtype=torch.float64)) for v, h in zip(vs, hv)])
+        for _ in range(cfg.max_iter):
+            if cfg.blocks == "shared":
+                _shared_round(op, samples, gen)
+            else:
+                _layer_round(op, samples, gen, active)
             bar.update(1)
-            if k >= max(cfg.min_iter, 2):
-                worst = float(relative_stderr(np.asarray(rows)).max())
-                bar.set_postfix(rel_err=f"{worst:.3g}")
-                if worst < cfg.tol:
-                    break
-    return np.asarray(rows)
+            active = _unconverged(samples, cfg)
+            bar.set_postfix(unconverged=len(active))
+            if not active or (cfg.max_seconds and time.perf_counter() - start > cfg.max_seconds):
+                break
+    return [np.asarray(col) for col in samples]
 
 
 def power_iteration(op: BlockHessian, i: int, cfg: HessianConfig, gen) -> tuple[float, int]:
@@ -208,11 +253,11 @@ def top_eigenvalues(op: BlockHessian, cfg: HessianConfig, names: Sequence[str], 
 
 
 def layer_stats(names, weights, samples, eigens) -> dict[str, LayerSensitivity]:
-    """Hutchinson samples (k, layers) and eigen results -> LayerSensitivity per layer (average trace)."""
+    """Hutchinson samples per layer and eigen results -> LayerSensitivity per layer (average trace)."""
     out = {}
     for j, (name, w) in enumerate(zip(names, weights)):
         n = w.numel()
-        col = samples[:, j] if samples is not None else None
+        col = samples[j] if samples is not None else None
         out[name] = LayerSensitivity(
             trace=float(col.mean() / n) if col is not None else 0.0,
             stderr=float(col.std(ddof=1) / np.sqrt(len(col)) / n) if col is not None else 0.0,

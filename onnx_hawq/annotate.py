@@ -119,7 +119,7 @@ def _tensor_bits(qnodes, bits, default, inherit) -> dict[str, int]:
     """A tensor takes the most bits any integer consumer asks for (plan default otherwise)."""
     out: dict[str, int] = {}
     for q in reversed(qnodes):
-        out.setdefault(q.out, default.a_bits)
+        out.setdefault(q.out, 8)  # no integer consumer: dequantized at 8 bits
         for t in q.inputs:
             want = bits[q.layer.name].a_bits if q.layer is not None else default.a_bits
             if q.kind in ("pass", "relu"):

@@ -81,25 +81,33 @@ def exact_weight_scales(ideal: np.ndarray, sx: float, sy: float, acc_bits: np.nd
     """Weight scales >= `ideal` whose ORT multipliers are dyadic with a significand that keeps
     float32(acc) * M exact; returns (scales float32, multipliers float32, exact flags)."""
     scales = np.empty(len(ideal), np.float32)
-    targets = np.empty(len(ideal), np.float64)
+    exact = np.zeros(len(ideal), bool)
     for j, (s, a) in enumerate(zip(ideal, acc_bits)):
-        k = int(min(MAX_MULT_BITS, F32_BITS - a))
-        targets[j] = round_up_significand(float(sx) * float(s) / float(sy), max(k, 1))
-        scales[j] = _scale_for_multiplier(targets[j], sx, sy, float(s))
-    mult = ort_multiplier(sx, scales, sy)
-    exact = (acc_bits <= F32_BITS - 1) & (mult.astype(np.float64) == targets)
-    return scales, mult, exact
+        k = int(max(1, min(MAX_MULT_BITS, F32_BITS - a)))
+        target = round_up_significand(float(sx) * float(s) / float(sy), k)
+        for _ in range(8):
+            found = _scale_for_multiplier(target, sx, sy)
+            if found is not None:
+                scales[j], exact[j] = found, a <= F32_BITS - 1
+                break
+            target = round_up_significand(math.nextafter(target, math.inf), k)
+        else:
+            scales[j] = np.float32(s)
+    return scales, ort_multiplier(sx, scales, sy), exact
 
 
-def _scale_for_multiplier(target: float, sx: float, sy: float, floor: float) -> np.float32:
-    """A float32 w_scale whose ORT multiplier equals `target` exactly, not below `floor` if possible."""
-    guess = f32(target * float(sy) / float(sx))
-    for _ in range(64):
-        got = float(ort_multiplier(sx, np.array([guess]), sy)[0])
-        if got == target:
-            return guess
-        guess = np.nextafter(guess, f32(np.inf) if got < target else f32(0))
-    return f32(max(floor, float(guess)))
+def _scale_for_multiplier(target: float, sx: float, sy: float) -> np.float32 | None:
+    """A float32 w_scale whose ORT multiplier (sx*w)/sy equals `target` exactly, or None."""
+    center = f32(target * float(sy) / float(sx))
+    cands = [center]
+    up = down = center
+    for _ in range(32):
+        up, down = np.nextafter(up, f32(np.inf)), np.nextafter(down, f32(0))
+        cands += [up, down]
+    for c in cands:
+        if float(ort_multiplier(sx, np.array([c]), sy)[0]) == target:
+            return c
+    return None
 
 
 def bias_int32(bias: np.ndarray | None, sx: float, sw: np.ndarray, n: int) -> np.ndarray:

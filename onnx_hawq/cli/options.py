@@ -79,7 +79,8 @@ def wraps_errors(f):
 
 
 def hessian_options(f):
-    """Sensitivity estimation: --method, --max-iter, --tol, --eigen-iter, --eigen-tol, --batches, --batch-size, --seed."""
+    """Sensitivity estimation: --method, --max-iter, --tol, --eigen-iter, --eigen-tol, --batches, --batch-size,
+    --seed, --blocks, --max-seconds."""
     opts = [
         click.option("--method", type=click.Choice(["trace", "eigen", "both"]), default="trace", show_default=True,
                      help="Average Hessian trace (Hutchinson), top eigenvalue (power iteration), or both."),
@@ -96,6 +97,11 @@ def hessian_options(f):
         click.option("--batch-size", type=click.IntRange(1), default=64, show_default=True,
                      help="Samples per batch (with --data)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random vectors."),
+        click.option("--blocks", type=click.Choice(["shared", "layer"]), default="shared", show_default=True,
+                     help="shared: one Hessian-vector product per vector for all layers; layer: one per layer "
+                          "(no cross-layer noise, each layer stops on its own)."),
+        click.option("--max-seconds", type=click.FloatRange(0, min_open=True), default=None,
+                     help="Wall-clock budget of the trace estimate (results then depend on the machine)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
