@@ -90,8 +90,7 @@ def _add_boundaries(graph: Graph, ctx: QuantContext) -> None:
     produced = {o for n in graph.g.node for o in n.output} | {i.name for i in graph.g.input}
     for tensor in ctx.params:
         if tensor in read and tensor not in produced and ctx.qname(tensor) in produced:
-            graph.g.node.append(dequantize_output(ctx, tensor))
-    graph.refresh()
+            graph.apply(dequantize_output(ctx, tensor))
 
 
 def _finish(graph: Graph) -> None:

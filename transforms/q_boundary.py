@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import onnx
 from onnx import helper
 
 from onnx_hawq.qcontext import QuantContext, clip_node
@@ -20,7 +19,8 @@ def quantize_input(ctx: QuantContext, tensor: str) -> Replacement:
     return Replacement(remove=[], add=[node, *clip], constants={**consts, **cc})
 
 
-def dequantize_output(ctx: QuantContext, tensor: str) -> onnx.NodeProto:
+def dequantize_output(ctx: QuantContext, tensor: str) -> Replacement:
     """quantized `tensor` -> DequantizeLinear -> the float name float consumers read."""
-    s, z, _ = ctx.scalar_inputs(tensor)
-    return helper.make_node("DequantizeLinear", [ctx.qname(tensor), s, z], [tensor], name=f"{tensor}_dequantize")
+    s, z, consts = ctx.scalar_inputs(tensor)
+    node = helper.make_node("DequantizeLinear", [ctx.qname(tensor), s, z], [tensor], name=f"{tensor}_dequantize")
+    return Replacement(remove=[], add=[node], constants=consts)
