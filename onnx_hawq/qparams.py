@@ -60,11 +60,10 @@ def dyadic(m: float) -> tuple[int, int]:
     return b, c
 
 
-def round_up_significand(m: float, bits: int) -> float:
-    """Smallest value >= m with at most `bits` significant bits."""
-    mant, exp = math.frexp(m)
-    q = math.ceil(mant * (1 << bits))
-    return math.ldexp(q, exp - bits)
+def round_up_significand(m, bits):
+    """Smallest value >= m with at most `bits` significant bits (elementwise)."""
+    mant, exp = np.frexp(np.asarray(m, np.float64))
+    return np.ldexp(np.ceil(mant * np.exp2(bits)), exp - np.asarray(bits))
 
 
 def ort_multiplier(sx: float, sw: np.ndarray, sy: float) -> np.ndarray:
@@ -78,36 +77,33 @@ def accumulator_bits(bound: np.ndarray) -> np.ndarray:
 
 
 def exact_weight_scales(ideal: np.ndarray, sx: float, sy: float, acc_bits: np.ndarray):
-    """Weight scales >= `ideal` whose ORT multipliers are dyadic with a significand that keeps
-    float32(acc) * M exact; returns (scales float32, multipliers float32, exact flags)."""
-    scales = np.empty(len(ideal), np.float32)
-    exact = np.zeros(len(ideal), bool)
-    for j, (s, a) in enumerate(zip(ideal, acc_bits)):
-        k = int(max(1, min(MAX_MULT_BITS, F32_BITS - a)))
-        target = round_up_significand(float(sx) * float(s) / float(sy), k)
-        for _ in range(8):
-            found = _scale_for_multiplier(target, sx, sy)
-            if found is not None:
-                scales[j], exact[j] = found, a <= F32_BITS - 1
-                break
-            target = round_up_significand(math.nextafter(target, math.inf), k)
-        else:
-            scales[j] = np.float32(s)
-    return scales, ort_multiplier(sx, scales, sy), exact
+    """Weight scales ~`ideal` whose ORT multipliers are dyadics with a significand short enough
+    that float32(acc) * M is exact; returns (scales float32, multipliers float32, exact flags)."""
+    k = np.clip(F32_BITS - acc_bits, 1, MAX_MULT_BITS)
+    target = round_up_significand(float(sx) * ideal.astype(np.float64) / float(sy), k)
+    scales = np.full(len(ideal), np.nan, np.float32)
+    for _ in range(8):
+        todo = np.isnan(scales)
+        if not todo.any():
+            break
+        scales[todo] = _scales_for_multipliers(target[todo], sx, sy)
+        target = np.where(np.isnan(scales), round_up_significand(np.nextafter(target, np.inf), k), target)
+    found = ~np.isnan(scales)
+    scales = np.where(found, scales, ideal.astype(np.float32))
+    return scales, ort_multiplier(sx, scales, sy), found & (acc_bits <= F32_BITS - 1)
 
 
-def _scale_for_multiplier(target: float, sx: float, sy: float) -> np.float32 | None:
-    """A float32 w_scale whose ORT multiplier (sx*w)/sy equals `target` exactly, or None."""
-    center = f32(target * float(sy) / float(sx))
-    cands = [center]
-    up = down = center
-    for _ in range(32):
-        up, down = np.nextafter(up, f32(np.inf)), np.nextafter(down, f32(0))
+def _scales_for_multipliers(target: np.ndarray, sx: float, sy: float, ulps: int = 32) -> np.ndarray:
+    """Per target, a float32 w_scale near target*sy/sx whose ORT multiplier equals it (NaN if none)."""
+    center = (target * float(sy) / float(sx)).astype(np.float32)
+    cands, up, down = [center], center, center
+    for _ in range(ulps):
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
         cands += [up, down]
-    for c in cands:
-        if float(ort_multiplier(sx, np.array([c]), sy)[0]) == target:
-            return c
-    return None
+    cands = np.stack(cands, axis=1)  # (n, 2*ulps+1), nearest first
+    hits = ort_multiplier(sx, cands, sy).astype(np.float64) == target[:, None]
+    first = hits.argmax(axis=1)
+    return np.where(hits.any(axis=1), cands[np.arange(len(target)), first], np.float32(np.nan))
 
 
 def bias_int32(bias: np.ndarray | None, sx: float, sw: np.ndarray, n: int) -> np.ndarray:

@@ -41,9 +41,9 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
                    calib: CalibConfig = CalibConfig(), progress=None) -> QuantizeResult:
     """Return the integer form of `model` for `plan`, calibrated on `data`."""
     prepared = prepare_model(model)
-    layers = find_layers(prepared)
-    bits = plan.resolve(layers)
     shapes = inferred_shapes(prepared)
+    layers = find_layers(prepared, shapes)
+    bits = plan.resolve(layers)
     ann = annotate(prepared, layers, shapes, bits, plan.default)
     ranges = collect_ranges(prepared, ann.roots, data, calib, ann.bits, progress)
     params = tensor_params(ann, ranges)

@@ -18,6 +18,7 @@ COMMANDS = {
     "sensitivity": "sensitivity",
     "plan": "plan",
     "profile": "profile",
+    "validate": "validate",
 }
 
 

@@ -106,3 +106,37 @@ def hessian_options(f):
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+def threshold_options(f):
+    """The validation gate: --min-sqnr, --min-cosine, --min-top1-agreement, --max-accuracy-drop
+    (each a number, or 'none' to switch the check off)."""
+    opts = [
+        click.option("--min-sqnr", metavar="DB", default="20", show_default=True,
+                     help="Smallest SQNR (dB) allowed on every output."),
+        click.option("--min-cosine", metavar="C", default=None,
+                     help="Smallest mean per-sample cosine similarity allowed on every output, e.g. 0.999."),
+        click.option("--min-top1-agreement", metavar="PCT", default=None,
+                     help="Smallest top-1 agreement (%) of the models on classification outputs, e.g. 99."),
+        click.option("--max-accuracy-drop", metavar="PT", default="1", show_default=True,
+                     help="Largest accuracy drop in percentage points (checked only with --labels)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def validate_backend_options(f):
+    """--layerwise, --plot and --backends of the validation report."""
+    opts = [
+        click.option("--layerwise", is_flag=True,
+                     help="Rank every integer node by its error against the float graph's tensor."),
+        click.option("--plot", type=click.Path(dir_okay=False),
+                     help="Write the layer-wise SQNR plot (PNG); implies --layerwise."),
+        click.option("--backends", default="ort", show_default=True,
+                     help="Comma-separated backends to run the quantized model on; each besides ort must "
+                          "equal onnxruntime bit for bit (ort, reference)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f

@@ -1,0 +1,40 @@
+"""`onnx-hawq validate`: float vs quantized in onnxruntime, as a CI gate (exit 0 pass, 1 fail, 2 bad input)."""
+
+from __future__ import annotations
+
+import click
+
+from onnx_hawq.cli.options import (batch_size_option, data_option, is_quiet, progress, threshold_options,
+                                   validate_backend_options, verbosity)
+
+
+@click.command("validate")
+@click.argument("float_model", type=click.Path(dir_okay=False))
+@click.argument("quant_model", type=click.Path(dir_okay=False))
+@data_option()
+@click.option("--labels", metavar="KEY", help="Integer class labels in the --data file: report accuracy.")
+@batch_size_option
+@threshold_options
+@validate_backend_options
+@click.option("--report", type=click.Path(dir_okay=False), help="JSON report to write.")
+@click.option("--top", type=click.IntRange(1), default=None, help="Layer-wise rows to print (default: all).")
+@verbosity
+def command(float_model, quant_model, data, labels, batch_size, min_sqnr, min_cosine, min_top1_agreement,
+            max_accuracy_drop, layerwise, plot, backends, report, top):
+    """Compare QUANT_MODEL with FLOAT_MODEL on --data; PASSED/FAILED per check, exit code 1 on failure."""
+    from onnx_hawq.validate.config import CompareOptions, Thresholds, parse_backends, parse_threshold
+    from onnx_hawq.validate.report import raise_if_failed
+    from onnx_hawq.validate.run import ValidateConfig, run_validate
+
+    thresholds = Thresholds(parse_threshold(min_sqnr, "--min-sqnr"), parse_threshold(min_cosine, "--min-cosine"),
+                            parse_threshold(min_top1_agreement, "--min-top1-agreement"),
+                            parse_threshold(max_accuracy_drop, "--max-accuracy-drop"))
+    options = CompareOptions(batch_size, layerwise or plot is not None, parse_backends(backends))
+    cfg = ValidateConfig(float_model, quant_model, data, labels, options, thresholds, report, plot)
+    result = run_validate(cfg, progress=None if is_quiet() else progress)
+    if is_quiet():
+        click.echo("\n".join(c.line() for c in result.failed), nl=bool(result.failed))
+    else:
+        click.echo(result.text(top))
+        click.echo("".join(f"wrote {p}\n" for p in (report, plot) if p), nl=False)
+    raise_if_failed(result)

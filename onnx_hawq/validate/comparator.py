@@ -1,0 +1,195 @@
+"""The Comparator: run a float and a quantized model on the same batches and measure the difference.
+
+One object serves the CLI, `auto` and the tests. onnxruntime runs both models; per output it
+accumulates SQNR, cosine, abs errors and top-1 agreement (plus accuracy against labels). With
+``layerwise`` it also exposes every integer node's output (see `layerwise`), and every extra
+backend's results are compared with onnxruntime's element by element (bit exactness).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+
+from onnx_hawq.errors import InputError
+from onnx_hawq.model_io import batches, input_specs
+from onnx_hawq.validate import layerwise as lw
+from onnx_hawq.validate.backends import load_backend
+from onnx_hawq.validate.config import CompareOptions
+from onnx_hawq.validate.metrics import (Counter, Mismatch, MismatchStats, TensorMetrics, TensorStats,
+                                        is_classifier)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputResult:
+    """One graph output: float vs quantized metrics; top-1 agreement (%) for classification outputs."""
+
+    metrics: TensorMetrics
+    top1_agreement: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Accuracy:
+    """Top-1 accuracy (%) of each model on the labels, for the first output."""
+
+    output: str
+    float: float
+    quantized: float
+
+    @property
+    def drop(self) -> float:
+        return self.float - self.quantized
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerResult:
+    """One integer node: accumulated and local error vs its float tensor (see `layerwise`)."""
+
+    label: str
+    node: str
+    op: str
+    bits: str
+    tensor: str
+    metrics: TensorMetrics
+    local_sqnr_db: Optional[float] = None
+    index: int = 0  # position in graph order
+
+    @property
+    def rank_key(self) -> float:
+        return self.local_sqnr_db if self.local_sqnr_db is not None else self.metrics.sqnr_db
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Everything one Comparator.run measured; `layers` is ranked worst first."""
+
+    samples: int
+    outputs: dict[str, OutputResult]
+    accuracy: Optional[Accuracy] = None
+    layers: tuple[LayerResult, ...] = ()
+    backends: dict[str, dict[str, Mismatch]] = dataclasses.field(default_factory=dict)
+
+
+def output_pairs(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> list[tuple[str, str]]:
+    """(float output, quantized output) pairs: by name when every name matches, else by position."""
+    f = [o.name for o in float_model.graph.output]
+    q = [o.name for o in quant_model.graph.output]
+    if set(f) <= set(q):
+        return [(n, n) for n in f]
+    if len(f) == len(q):
+        return list(zip(f, q))
+    raise InputError(f"the models' outputs differ: float has {', '.join(f)}; quantized has {', '.join(q)}")
+
+
+def backend_tensors(model: onnx.ModelProto) -> list[str]:
+    """Tensors compared across backends: every node output (integer ones and graph outputs kept later)."""
+    return list(dict.fromkeys(o for n in model.graph.node for o in n.output if o))
+
+
+def fixed_batch(model: onnx.ModelProto, requested: int) -> int:
+    """The model's fixed batch size if its inputs pin one, else `requested`."""
+    fixed = {shape[0] for shape, _ in input_specs(model).values() if shape and shape[0] is not None}
+    return min(fixed) if fixed else requested
+
+
+class Comparator:
+    """Float vs quantized in onnxruntime (+ extra backends vs onnxruntime), batch by batch."""
+
+    def __init__(self, float_model: onnx.ModelProto, quant_model: onnx.ModelProto,
+                 options: CompareOptions = CompareOptions()):
+        self.options = options
+        self.pairs = output_pairs(float_model, quant_model)
+        self.batch_size = fixed_batch(float_model, options.batch_size)
+        self.tensors: list[lw.QuantTensor] = []
+        if options.layerwise:
+            from onnx_hawq.transforms.prepare import prepare_model
+
+            float_model = prepare_model(float_model)
+            self.tensors = lw.matched(lw.quant_tensors(quant_model), float_model)
+        graph_inputs = {i.name for i in float_model.graph.input}
+        self.float_names = list(dict.fromkeys([f for f, _ in self.pairs] + [
+            n for n in lw.float_names(self.tensors) if n not in graph_inputs]))
+        self.compared = backend_tensors(quant_model) if options.extra_backends else []
+        self.quant_names = list(dict.fromkeys([q for _, q in self.pairs] + [t.qname for t in self.tensors]
+                                              + self.compared))
+        ort = load_backend("ort")
+        self.float_run = ort(float_model, self.float_names)
+        self.quant_run = ort(quant_model, self.quant_names)
+        self.locals = {t.qname: ort(m, [t.qname]) for t in self.tensors
+                       if (m := lw.local_model(quant_model, t)) is not None}
+        self.extra = {b: load_backend(b)(quant_model, self.compared) for b in options.extra_backends}
+        self.graph_outputs = {o.name for o in quant_model.graph.output}
+
+    def run(self, data: dict[str, np.ndarray], labels: np.ndarray | None = None,
+            progress: Callable | None = None) -> Comparison:
+        """Compare the models on `data` (arrays named after the inputs); `labels` give accuracy."""
+        acc = _Accumulators(self)
+        chunks = batches(data, self.batch_size)
+        n = len(next(iter(data.values())))
+        total = -(-n // self.batch_size)
+        start = 0
+        for feeds in (progress(chunks, total=total, desc="validate") if progress else chunks):
+            count = len(next(iter(feeds.values())))
+            self._batch(acc, feeds, None if labels is None else labels[start:start + count])
+            start += count
+        return acc.result(n, labels is not None)
+
+    def _batch(self, acc: "_Accumulators", feeds: dict, labels: np.ndarray | None) -> None:
+        fv = dict(zip(self.float_names, self.float_run(feeds)))
+        qv = dict(zip(self.quant_names, self.quant_run(feeds)))
+        for f, q in self.pairs:
+            acc.add_output(f, fv[f], qv[q], labels)
+        values = {**feeds, **fv}
+        for t in self.tensors:
+            acc.layers[t.qname].add(fv[t.float_name], t.dequantize(qv[t.qname]), t.float_name)
+            if t.qname in self.locals:
+                (local,) = self.locals[t.qname](lw.local_feeds(t, values))
+                acc.local[t.qname].add(fv[t.float_name], t.dequantize(local), t.float_name)
+        for name, run in self.extra.items():
+            for tensor, value in zip(self.compared, run(feeds)):
+                if tensor in self.graph_outputs or qv[tensor].dtype.kind in "iu":
+                    acc.mismatch[name].setdefault(tensor, MismatchStats()).add(qv[tensor], value)
+
+
+class _Accumulators:
+    """Running statistics of one Comparator.run."""
+
+    def __init__(self, comp: Comparator):
+        self.comp = comp
+        self.outputs = {f: TensorStats() for f, _ in comp.pairs}
+        self.top1 = {f: Counter() for f, _ in comp.pairs}
+        self.correct = (Counter(), Counter())
+        self.layers = {t.qname: TensorStats() for t in comp.tensors}
+        self.local = {t.qname: TensorStats() for t in comp.tensors}
+        self.mismatch: dict[str, dict[str, MismatchStats]] = {b: {} for b in comp.extra}
+
+    def add_output(self, name: str, ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> None:
+        self.outputs[name].add(ref, test, f"output {name}")
+        if is_classifier(ref.shape):
+            self.top1[name].add(ref.argmax(1) == test.argmax(1))
+        if labels is not None and name == self.comp.pairs[0][0]:
+            self._accuracy(name, ref, test, labels)
+
+    def _accuracy(self, name: str, ref: np.ndarray, test: np.ndarray, labels: np.ndarray) -> None:
+        if not is_classifier(ref.shape) or ref.argmax(1).shape != labels.shape:
+            raise InputError(f"--labels needs output {name} to hold class scores on axis 1 for each label; "
+                             f"it has shape {ref.shape}, the labels {labels.shape}")
+        if labels.max(initial=0) >= ref.shape[1]:
+            raise InputError(f"--labels: label {labels.max()} is out of range for {ref.shape[1]} classes")
+        self.correct[0].add(ref.argmax(1) == labels)
+        self.correct[1].add(test.argmax(1) == labels)
+
+    def result(self, samples: int, with_labels: bool) -> Comparison:
+        outputs = {f: OutputResult(self.outputs[f].metrics(), self.top1[f].percent()) for f, _ in self.comp.pairs}
+        accuracy = None
+        if with_labels:
+            accuracy = Accuracy(self.comp.pairs[0][0], self.correct[0].percent(), self.correct[1].percent())
+        layers = [LayerResult(t.label, t.node, t.op, t.bits, t.float_name, self.layers[t.qname].metrics(),
+                              self.local[t.qname].metrics().sqnr_db if t.qname in self.comp.locals else None, k)
+                  for k, t in enumerate(self.comp.tensors)]
+        layers.sort(key=lambda r: r.rank_key)
+        backends = {b: {t: s.result() for t, s in m.items()} for b, m in self.mismatch.items()}
+        return Comparison(samples, outputs, accuracy, tuple(layers), backends)
