@@ -105,23 +105,29 @@ def needed_vectors(samples: np.ndarray, tol: float) -> np.ndarray:
     return np.ceil(relative_stderr(samples) ** 2 * len(samples) / tol ** 2)
 
 
-def timed_samples(op: BlockHessian, draws: list, per_layer: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Hutchinson samples (k, layers) and the seconds spent per layer (shared: per vector, all layers)."""
-    seconds = np.zeros(len(op.weights))
-    rows = []
+def _shared_draw(op: BlockHessian, vs: list) -> list[float]:
+    return [float((v * h).sum(dtype=torch.float64)) for v, h in zip(vs, op.matvec(vs))]
+
+
+def _per_layer_draw(op: BlockHessian, vs: list, seconds: np.ndarray) -> list[float]:
+    row = []
+    for i, v in enumerate(vs):
+        start = time.perf_counter()
+        row.append(float((v * op.block_matvec(i, v)).sum(dtype=torch.float64)))
+        seconds[i] += time.perf_counter() - start
+    return row
+
+
+def interleaved_samples(op: BlockHessian, draws: list) -> tuple:
+    """Each draw through the shared HVP, then through the per-layer loop (alternating, so both see the
+    same machine load) -> (shared samples, seconds), (per-layer samples, seconds per layer)."""
+    shared, loop, t_shared, t_loop = [], [], 0.0, np.zeros(len(op.weights))
     for vs in draws:
-        if per_layer:
-            row = []
-            for i, v in enumerate(vs):
-                start = time.perf_counter()
-                row.append(float((v * op.block_matvec(i, v)).sum(dtype=torch.float64)))
-                seconds[i] += time.perf_counter() - start
-        else:
-            start = time.perf_counter()
-            row = [float((v * h).sum(dtype=torch.float64)) for v, h in zip(vs, op.matvec(vs))]
-            seconds += (time.perf_counter() - start) / len(vs)
-        rows.append(row)
-    return np.asarray(rows), seconds
+        start = time.perf_counter()
+        shared.append(_shared_draw(op, vs))
+        t_shared += time.perf_counter() - start
+        loop.append(_per_layer_draw(op, vs, t_loop))
+    return (np.asarray(shared), t_shared), (np.asarray(loop), t_loop)
 
 
 def regraph_seconds(model, data, loss, weights: list, vectors: int, seed: int) -> float:
@@ -139,14 +145,13 @@ def shared_vs_per_layer(op: BlockHessian, vectors: int, tol: float, seed: int) -
     """The same `vectors` through the shared HVP and the per-layer loop: time, error, time to `tol`."""
     gen = torch.Generator().manual_seed(seed)
     draws = [[rademacher(w, gen) for w in op.weights] for _ in range(vectors)]
-    timed_samples(op, draws[:1], per_layer=False), timed_samples(op, draws[:1], per_layer=True)  # warm-up
-    shared, t_shared = timed_samples(op, draws, per_layer=False)
-    loop, t_loop = timed_samples(op, draws, per_layer=True)
-    per_vector_shared, per_vector_loop = t_shared.sum() / vectors, t_loop / vectors
+    interleaved_samples(op, draws[:1])  # warm-up
+    (shared, t_shared), (loop, t_loop) = interleaved_samples(op, draws)
+    per_vector_shared, per_vector_loop = t_shared / vectors, t_loop / vectors
     return {"vectors": vectors, "layers": len(op.weights),
-            "shared_seconds": float(t_shared.sum()), "shared_hvps": vectors,
+            "shared_seconds": float(t_shared), "shared_hvps": vectors,
             "per_layer_seconds": float(t_loop.sum()), "per_layer_hvps": vectors * len(op.weights),
-            "speedup": float(t_loop.sum() / t_shared.sum()),
+            "speedup": float(t_loop.sum() / t_shared),
             "shared_worst_rel_stderr": float(relative_stderr(shared).max()),
             "per_layer_worst_rel_stderr": float(relative_stderr(loop).max()),
             "est_shared_seconds_to_tol": float(needed_vectors(shared, tol).max() * per_vector_shared),

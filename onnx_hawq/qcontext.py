@@ -36,6 +36,8 @@ class QuantContext:
     params: dict[str, TensorQ]
     bits: dict[str, LayerBits]
     records: list[dict] = dataclasses.field(default_factory=list)
+    spatial: dict[str, int] = dataclasses.field(default_factory=dict)  # global-pool input -> H*W
+    exact: dict[str, bool] = dataclasses.field(default_factory=dict)  # aligned Add/pool outputs
 
     @staticmethod
     def qname(tensor: str) -> str:

@@ -10,6 +10,7 @@ import onnx
 from onnx import helper
 
 from onnx_hawq import __version__
+from onnx_hawq.align import align
 from onnx_hawq.annotate import Annotation, annotate
 from onnx_hawq.calibrate import CalibConfig, collect_ranges
 from onnx_hawq.layers import find_layers, inferred_shapes
@@ -46,23 +47,31 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     bits = plan.resolve(layers)
     ann = annotate(prepared, layers, shapes, bits, plan.default)
     ranges = collect_ranges(prepared, ann.roots, data, calib, ann.bits, progress)
-    params = tensor_params(ann, ranges)
+    spatial = {t: int(np.prod(shapes[t][2:])) for q in ann.qnodes if q.kind == "gap"
+               for t in q.inputs if t in shapes and None not in shapes[t][2:]}
+    params, exact = tensor_params(ann, ranges, spatial)
     graph = Graph(prepared)
-    ctx = QuantContext(graph.consts, params, bits)
-    ctx.spatial = {t: int(np.prod(shapes[t][2:])) for q in ann.qnodes if q.kind == "gap"
-                   for t in q.inputs if t in shapes and None not in shapes[t][2:]}
+    ctx = QuantContext(graph.consts, params, bits, spatial=spatial, exact=exact)
+
     refused = _rewrite(graph, ann, ctx)
     _add_boundaries(graph, ctx)
     _finish(graph)
     return QuantizeResult(graph.model, ctx.records, ann.float_ops, refused, layers)
 
 
-def tensor_params(ann: Annotation, ranges: dict) -> dict[str, TensorQ]:
-    """Scale/zero-point per quantized tensor; pass-through outputs share their input's."""
+def tensor_params(ann: Annotation, ranges: dict, spatial: dict) -> tuple[dict[str, TensorQ], dict[str, bool]]:
+    """Scale/zero-point per quantized tensor (Adds and pools aligned for exactness); pass-through
+    outputs share their input's. Also returns the exactness of each aligned node's output."""
     params = {t: activation_params(*ranges[t], ann.bits[t]) for t in ann.roots}
+    _inherit(ann, params)
+    exact = align(ann, params, spatial)
+    _inherit(ann, params)
+    return params, exact
+
+
+def _inherit(ann: Annotation, params: dict) -> None:
     for out, src in ann.inherit.items():
         params[out] = params[src]
-    return params
 
 
 def _rewrite(graph: Graph, ann: Annotation, ctx: QuantContext) -> list[dict]:

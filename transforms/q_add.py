@@ -32,7 +32,8 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     clip, cc, _ = clip_node(ctx, qn.out, node.output[0])
     sc = np.float32(ctx.params[qn.out].scale)
     ratios = [np.float32(ctx.params[t].scale) / sc for t in (a, b)]
-    ctx.record(node, qn, dyadic=[list(dyadic(float(r))) for r in ratios], relu=qn.fused is not None)
+    ctx.record(node, qn, dyadic=[list(dyadic(float(r))) for r in ratios], relu=qn.fused is not None,
+               exact=ctx.exact.get(qn.out, False))
     return Replacement(remove=removed(qn), add=[node, *clip], constants={**c1, **c2, **c3, **cc})
 
 

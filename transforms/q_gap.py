@@ -35,7 +35,7 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
                             name=f"{qn.node.name or qn.out}_quant", domain=MS, channels_last=0)
     clip, cc, _ = clip_node(ctx, qn.out, node.output[0])
     m = gap_multiplier(ctx.params[x].scale, ctx.params[qn.out].scale, ctx.spatial[x])
-    ctx.record(node, qn, dyadic=[list(dyadic(float(m)))])
+    ctx.record(node, qn, dyadic=[list(dyadic(float(m)))], exact=ctx.exact.get(qn.out, False))
     return Replacement(remove=removed(qn), add=[node, *clip], constants={**c1, **c2, **cc})
 
 

@@ -42,7 +42,7 @@ def layers_png(layers: list[LayerResult], title: str = "layer-wise SQNR (float v
     ax.axvline(0, color="black", lw=0.5)
     ax.set_xlabel("SQNR (dB)")
     ax.set_title(title)
-    ax.legend(fontsize=7, loc="lower right")
+    fig.legend(fontsize=7, loc="outside lower center", ncols=2)
     ax.grid(axis="x", alpha=0.3)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
