@@ -21,7 +21,7 @@ F32 = np.float32
 
 
 def _grid(ra: float, rb: float, zc: int) -> float:
-    magnitude = 255.0 * (abs(ra) + abs(rb)) + 256.0 + zc
+    magnitude = 510.0 * (abs(ra) + abs(rb)) + 256.0 + zc  # |fixed| + |b*rb| + |a*ra| bound
     return math.ldexp(1.0, math.ceil(math.log2(magnitude)) - 24)
 
 

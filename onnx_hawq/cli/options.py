@@ -126,17 +126,16 @@ def threshold_options(f):
     return f
 
 
-def validate_backend_options(f):
-    """--layerwise, --plot and --backends of the validation report."""
-    opts = [
-        click.option("--layerwise", is_flag=True,
-                     help="Rank every integer node by its error against the float graph's tensor."),
-        click.option("--plot", type=click.Path(dir_okay=False),
-                     help="Write the layer-wise SQNR plot (PNG); implies --layerwise."),
-        click.option("--backends", default="ort", show_default=True,
-                     help="Comma-separated backends to run the quantized model on; each besides ort must "
-                          "equal onnxruntime bit for bit (ort, reference)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+def layerwise_options(f):
+    """--layerwise and --plot of the validation report."""
+    f = click.option("--plot", type=click.Path(dir_okay=False),
+                     help="Write the layer-wise SQNR plot (PNG); implies --layerwise.")(f)
+    return click.option("--layerwise", is_flag=True,
+                        help="Rank every integer node by its error against the float graph's tensor.")(f)
+
+
+def backends_option(f):
+    """--backends: where the quantized model runs; each besides ort must equal onnxruntime bit for bit."""
+    return click.option("--backends", default="ort", show_default=True,
+                        help="Comma-separated backends to run the quantized model on; each besides ort must "
+                             "equal onnxruntime bit for bit (ort, reference).")(f)

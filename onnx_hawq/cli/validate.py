@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from onnx_hawq.cli.options import (batch_size_option, data_option, is_quiet, progress, threshold_options,
-                                   validate_backend_options, verbosity)
+from onnx_hawq.cli.options import (backends_option, batch_size_option, data_option, is_quiet, layerwise_options,
+                                   progress, threshold_options, verbosity)
 
 
 @click.command("validate")
@@ -15,7 +15,8 @@ from onnx_hawq.cli.options import (batch_size_option, data_option, is_quiet, pro
 @click.option("--labels", metavar="KEY", help="Integer class labels in the --data file: report accuracy.")
 @batch_size_option
 @threshold_options
-@validate_backend_options
+@layerwise_options
+@backends_option
 @click.option("--report", type=click.Path(dir_okay=False), help="JSON report to write.")
 @click.option("--top", type=click.IntRange(1), default=None, help="Layer-wise rows to print (default: all).")
 @verbosity
