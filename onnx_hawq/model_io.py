@@ -114,6 +114,12 @@ def _fmt(shape) -> str:
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
 
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size the model's inputs fix (first dim), or None when it is symbolic."""
+    dims = {shape[0] for shape, _ in input_specs(model).values() if shape}
+    return dims.pop() if len(dims) == 1 and None not in dims else None
+
+
 def batches(data: dict[str, np.ndarray], batch_size: int):
     """Yield dicts of consecutive slices of every array (first axis)."""
     n = len(next(iter(data.values())))

@@ -14,6 +14,7 @@ from onnx_hawq.align import align
 from onnx_hawq.annotate import Annotation, annotate
 from onnx_hawq.calibrate import CalibConfig, collect_ranges
 from onnx_hawq.layers import find_layers, inferred_shapes
+from onnx_hawq.model_io import fixed_batch
 from onnx_hawq.plan import Plan
 from onnx_hawq.qcontext import MS, QuantContext
 from onnx_hawq.qparams import TensorQ, activation_params
@@ -46,6 +47,9 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     layers = find_layers(prepared, shapes)
     bits = plan.resolve(layers)
     ann = annotate(prepared, layers, shapes, bits, plan.default)
+    batch = fixed_batch(prepared)
+    if batch and batch != calib.batch_size:
+        calib = dataclasses.replace(calib, batch_size=batch)
     ranges = collect_ranges(prepared, ann.roots, data, calib, ann.bits, progress)
     spatial = {t: int(np.prod(shapes[t][2:])) for q in ann.qnodes if q.kind == "gap"
                for t in q.inputs if t in shapes and None not in shapes[t][2:]}

@@ -19,6 +19,7 @@ COMMANDS = {
     "plan": "plan",
     "profile": "profile",
     "validate": "validate",
+    "auto": "auto",
 }
 
 
