@@ -14,8 +14,19 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_hawq.compile.intmath import Requant, acc_bounds, float_exact, requant_of
+from onnx_hawq.compile.intmath import LayerQ, Requant, layer_params
 from onnx_hawq.transforms.graph import Graph
+
+
+@dataclasses.dataclass(frozen=True)
+class IntContext:
+    """Graph facts the rules need: value ranges of uint8 tensors, pooled spatial sizes."""
+
+    ranges: dict[str, tuple[int, int]]
+    spatial: dict[str, int]
+
+    def x_range(self, node: onnx.NodeProto) -> tuple[int, int]:
+        return self.ranges.get(node.input[0], (0, 255))
 
 
 @dataclasses.dataclass
@@ -76,44 +87,15 @@ def scalar(graph: Graph, name: str) -> np.ndarray | None:
     return value.reshape(()) if value is not None and value.size == 1 else None
 
 
-@dataclasses.dataclass(frozen=True)
-class LayerQ:
-    """A QLinear layer's constant parameters; `w` has output channels on axis 0."""
-
-    w: np.ndarray
-    x_zp: int
-    multipliers: np.ndarray  # onnxruntime's float32 (x_scale * w_scale) / y_scale per channel
-    y_zp: int
-    bias: np.ndarray | None
-
-    def requant(self) -> Requant:
-        return requant_of(self.multipliers, self.y_zp)
-
-
 SLOTS = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")
 
 
 def layer_q(graph: Graph, node: onnx.NodeProto, order: tuple[str, ...], out_axis: int) -> LayerQ | str:
     """The layer's constants (inputs named by `order` over SLOTS), or why they cannot be used."""
     names = dict(zip(order, node.input))
-    vals = {k: graph.const(names.get(k, "")) for k in SLOTS[1:]}
-    missing = [k for k in ("x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp") if vals[k] is None]
-    if missing:
-        return f"{', '.join(missing)} not constant"
-    if vals["x_zp"].dtype != np.uint8 or vals["w"].dtype != np.int8 or vals["y_zp"].dtype != np.uint8:
-        return "needs uint8 activations and int8 weights"
-    if np.any(vals["w_zp"] != 0) or vals["x_zp"].size != 1 or vals["y_zp"].size != 1:
-        return "needs per-tensor activation zero-points and zero weight zero-points"
-    w = np.moveaxis(vals["w"], out_axis, 0)
-    ws = np.broadcast_to(vals["w_scale"].astype(np.float32).reshape(-1), (w.shape[0],))
-    mult = (np.float32(vals["x_scale"].reshape(())) * ws) / np.float32(vals["y_scale"].reshape(()))
-    bias = vals["bias"].astype(np.int64).reshape(-1) if vals["bias"] is not None else None
-    return LayerQ(w, int(vals["x_zp"].reshape(())), mult, int(vals["y_zp"].reshape(())), bias)
+    return layer_params({k: graph.const(names.get(k, "")) for k in SLOTS[1:]}, out_axis)
 
 
-def exact_reason(lq: LayerQ) -> str | None:
+def exact_reason(lq: LayerQ, x_range: tuple[int, int]) -> str | None:
     """None when the integer requantization equals onnxruntime's float32 one for every input."""
-    lo, hi = acc_bounds(lq.w, lq.bias, lq.x_zp)
-    if not float_exact(lo, hi, lq.requant().b):
-        return "float32 requantization is not exact for this layer's accumulator range"
-    return None
+    return None if lq.exact(x_range) else "float32 requantization is not exact for this layer's accumulator range"

@@ -20,6 +20,7 @@ COMMANDS = {
     "profile": "profile",
     "validate": "validate",
     "auto": "auto",
+    "compile": "compile",
 }
 
 

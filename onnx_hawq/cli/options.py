@@ -113,13 +113,14 @@ def threshold_options(f):
     (each a number, or 'none' to switch the check off)."""
     opts = [
         click.option("--min-sqnr", metavar="DB", default="20", show_default=True,
-                     help="Smallest SQNR (dB) allowed on every output."),
+                     help="Smallest SQNR (dB) allowed on every output ('none' switches the check off)."),
         click.option("--min-cosine", metavar="C", default=None,
                      help="Smallest mean per-sample cosine similarity allowed on every output, e.g. 0.999."),
         click.option("--min-top1-agreement", metavar="PCT", default=None,
                      help="Smallest top-1 agreement (%) of the models on classification outputs, e.g. 99."),
         click.option("--max-accuracy-drop", metavar="PT", default="1", show_default=True,
-                     help="Largest accuracy drop in percentage points (checked only with --labels)."),
+                     help="Largest accuracy drop in percentage points, float minus quantized (checked only with "
+                          "--labels; 'none' switches it off)."),
     ]
     for opt in reversed(opts):
         f = opt(f)

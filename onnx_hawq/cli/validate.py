@@ -22,7 +22,12 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, data_opti
 @verbosity
 def command(float_model, quant_model, data, labels, batch_size, min_sqnr, min_cosine, min_top1_agreement,
             max_accuracy_drop, layerwise, plot, backends, report, top):
-    """Compare QUANT_MODEL with FLOAT_MODEL on --data; PASSED/FAILED per check, exit code 1 on failure."""
+    """Compare QUANT_MODEL with FLOAT_MODEL on --data in onnxruntime: a PASSED/FAILED line per check.
+
+    Exit code 0 when every check passes, 1 when one fails, 2 on bad input (missing or invalid files,
+    bad option values). With --layerwise, every integer node is mapped back to the float graph's
+    tensor (FLOAT_MODEL as prepared for quantization: BN folded) and ranked by its local SQNR.
+    """
     from onnx_hawq.validate.config import CompareOptions, Thresholds, parse_backends, parse_threshold
     from onnx_hawq.validate.report import raise_if_failed
     from onnx_hawq.validate.run import ValidateConfig, run_validate

@@ -65,12 +65,14 @@ def channel_shape(ndim: int, axis: int, n: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def acc_bounds(w: np.ndarray, bias: np.ndarray | None, x_zp: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel [lo, hi] of sum_k (x_k - x_zp) * w[m, k] + bias[m] over all uint8 x."""
+def acc_bounds(w: np.ndarray, bias: np.ndarray | None, x_zp: int,
+               x_range: tuple[int, int] = (0, 255)) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel [lo, hi] of sum_k (x_k - x_zp) * w[m, k] + bias[m] over x in x_range
+    (zero padding adds x_zp, which lies in the range of (x - x_zp) whenever x_zp is a valid x)."""
     w = w.reshape(w.shape[0], -1).astype(np.int64)
     pos, neg = np.clip(w, 0, None).sum(1), -np.clip(w, None, 0).sum(1)
     b = np.zeros(len(w), np.int64) if bias is None else bias.astype(np.int64)
-    up, down = 255 - int(x_zp), int(x_zp)
+    up, down = max(0, x_range[1] - int(x_zp)), max(0, int(x_zp) - x_range[0])
     return b - pos * down - neg * up, b + pos * up + neg * down
 
 
@@ -78,6 +80,46 @@ def float_exact(lo: np.ndarray, hi: np.ndarray, b: np.ndarray) -> bool:
     """True when f32(acc) * (b / 2^c) is exact for every acc in [lo, hi] (per channel)."""
     top = np.maximum(np.abs(lo), np.abs(hi)).astype(object) * np.asarray(b).astype(object)
     return bool(np.all(top < F32_EXACT))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerQ:
+    """A QLinear layer's constant parameters; `w` has output channels on axis 0."""
+
+    w: np.ndarray
+    x_zp: int
+    multipliers: np.ndarray  # onnxruntime's float32 (x_scale * w_scale) / y_scale per channel
+    y_zp: int
+    bias: np.ndarray | None
+
+    def requant(self) -> Requant:
+        return requant_of(self.multipliers, self.y_zp)
+
+    def exact(self, x_range: tuple[int, int] = (0, 255)) -> bool:
+        """The integer requantization equals onnxruntime's float32 one for every x in x_range."""
+        lo, hi = acc_bounds(self.w, self.bias, self.x_zp, x_range)
+        return float_exact(lo, hi, self.requant().b)
+
+
+LAYER_NEEDS = ("x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp")
+
+
+def layer_params(vals: dict[str, np.ndarray | None], out_axis: int) -> LayerQ | str:
+    """LayerQ from constant arrays named x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, bias
+    (bias may be None), or the reason they do not describe a layer we can lower."""
+    missing = [k for k in LAYER_NEEDS if vals.get(k) is None]
+    if missing:
+        return f"{', '.join(missing)} not constant"
+    if vals["x_zp"].dtype != np.uint8 or vals["w"].dtype != np.int8 or vals["y_zp"].dtype != np.uint8:
+        return "needs uint8 activations and int8 weights"
+    if np.any(vals["w_zp"] != 0) or vals["x_zp"].size != 1 or vals["y_zp"].size != 1 or vals["x_scale"].size != 1:
+        return "needs per-tensor activation parameters and zero weight zero-points"
+    w = np.moveaxis(vals["w"], out_axis, 0)
+    ws = np.broadcast_to(vals["w_scale"].astype(np.float32).reshape(-1), (w.shape[0],))
+    mult = (np.float32(vals["x_scale"].reshape(())) * ws) / np.float32(vals["y_scale"].reshape(()))
+    bias = vals.get("bias")
+    bias = None if bias is None else np.broadcast_to(bias.astype(np.int64).reshape(-1), (w.shape[0],))
+    return LayerQ(w, int(vals["x_zp"].reshape(())), mult, int(vals["y_zp"].reshape(())), bias)
 
 
 @dataclasses.dataclass(frozen=True)

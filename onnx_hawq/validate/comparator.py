@@ -3,24 +3,29 @@
 One object serves the CLI, `auto` and the tests. onnxruntime runs both models; per output it
 accumulates SQNR, cosine, abs errors and top-1 agreement (plus accuracy against labels). With
 ``layerwise`` it also exposes every integer node's output (see `layerwise`), and every extra
-backend's results are compared with onnxruntime's element by element (bit exactness).
+backend's results are compared with onnxruntime's element by element (bit exactness) on every
+integer tensor and every DequantizeLinear output; float islands are left out (float ops round
+differently in numpy and onnxruntime).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Callable, Optional
 
 import numpy as np
 import onnx
 
 from onnx_hawq.errors import InputError
-from onnx_hawq.model_io import batches, input_specs
+from onnx_hawq.model_io import batches, fixed_batch
 from onnx_hawq.validate import layerwise as lw
 from onnx_hawq.validate.backends import load_backend
 from onnx_hawq.validate.config import CompareOptions
 from onnx_hawq.validate.metrics import (Counter, Mismatch, MismatchStats, TensorMetrics, TensorStats,
                                         is_classifier)
+
+log = logging.getLogger("onnx_hawq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,14 +90,13 @@ def output_pairs(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> 
 
 
 def backend_tensors(model: onnx.ModelProto) -> list[str]:
-    """Tensors compared across backends: every node output (integer ones and graph outputs kept later)."""
+    """Tensors run on every backend: all node outputs (`exact_tensor` picks the compared ones)."""
     return list(dict.fromkeys(o for n in model.graph.node for o in n.output if o))
 
 
-def fixed_batch(model: onnx.ModelProto, requested: int) -> int:
-    """The model's fixed batch size if its inputs pin one, else `requested`."""
-    fixed = {shape[0] for shape, _ in input_specs(model).values() if shape and shape[0] is not None}
-    return min(fixed) if fixed else requested
+def dequantized(model: onnx.ModelProto) -> set[str]:
+    """Float tensors made by DequantizeLinear: exact functions of integers, so compared bit for bit."""
+    return {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
 
 
 class Comparator:
@@ -102,13 +106,15 @@ class Comparator:
                  options: CompareOptions = CompareOptions()):
         self.options = options
         self.pairs = output_pairs(float_model, quant_model)
-        self.batch_size = fixed_batch(float_model, options.batch_size)
+        self.batch_size = fixed_batch(quant_model) or options.batch_size
         self.tensors: list[lw.QuantTensor] = []
         if options.layerwise:
             from onnx_hawq.transforms.prepare import prepare_model
 
             float_model = prepare_model(float_model)
             self.tensors = lw.matched(lw.quant_tensors(quant_model), float_model)
+            if not self.tensors:
+                log.warning("layer-wise: the quantized model has no onnx-hawq nodes (hawq.output) to map back")
         graph_inputs = {i.name for i in float_model.graph.input}
         self.float_names = list(dict.fromkeys([f for f, _ in self.pairs] + [
             n for n in lw.float_names(self.tensors) if n not in graph_inputs]))
@@ -121,7 +127,7 @@ class Comparator:
         self.locals = {t.qname: ort(m, [t.qname]) for t in self.tensors
                        if (m := lw.local_model(quant_model, t)) is not None}
         self.extra = {b: load_backend(b)(quant_model, self.compared) for b in options.extra_backends}
-        self.graph_outputs = {o.name for o in quant_model.graph.output}
+        self.dequantized = dequantized(quant_model)
 
     def run(self, data: dict[str, np.ndarray], labels: np.ndarray | None = None,
             progress: Callable | None = None) -> Comparison:
@@ -150,7 +156,7 @@ class Comparator:
                 acc.local[t.qname].add(fv[t.float_name], t.dequantize(local), t.float_name)
         for name, run in self.extra.items():
             for tensor, value in zip(self.compared, run(feeds)):
-                if tensor in self.graph_outputs or qv[tensor].dtype.kind in "iu":
+                if qv[tensor].dtype.kind in "iu" or tensor in self.dequantized:
                     acc.mismatch[name].setdefault(tensor, MismatchStats()).add(qv[tensor], value)
 
 

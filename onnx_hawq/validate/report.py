@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
-from onnx_hawq.errors import HawqError
+from onnx_hawq.errors import HawqError, InputError
 from onnx_hawq.validate.comparator import Comparison, LayerResult
 from onnx_hawq.validate.config import Thresholds
 
@@ -44,6 +44,9 @@ def _num(v: float) -> str:
 
 def output_checks(comp: Comparison, th: Thresholds) -> list[Check]:
     """SQNR, cosine and top-1 agreement of every output (top-1 only for classification outputs)."""
+    if th.min_top1_agreement is not None and all(o.top1_agreement is None for o in comp.outputs.values()):
+        raise InputError("--min-top1-agreement needs an output with class scores on axis 1; "
+                         f"{', '.join(comp.outputs)} has none")
     checks = []
     for name, out in comp.outputs.items():
         if th.min_sqnr is not None:

@@ -1,0 +1,68 @@
+"""`onnx-hawq auto` end to end on the digits sample, its size budget, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import types
+
+from click.testing import CliRunner
+
+from onnx_hawq.cli.main import cli, main
+from onnx_hawq.planning import ilp
+from onnx_hawq.planning.limits import parse_limit
+from onnx_hawq.validate.auto import size_budget
+from tests.vhelpers import CALIB, FLOAT, TEST
+
+BASE = [str(FLOAT), "--calib", str(CALIB), "--data", str(TEST), "--max-iter", "4", "--tol", "0.5"]
+FILES = ["sensitivity.json", "sensitivity.png", "plan.json", "digits_resnet.quant.onnx", "quantize.json",
+         "validation.json", "layers.png", "auto.json"]
+
+
+def test_size_budget_is_between_smallest_and_w8a8():
+    size = ilp.Resource("size", ((10, 20), (5, 9)))  # two layers, choices (4-bit, 8-bit)
+    problem = ilp.Problem(((1.0, 0.0), (1.0, 0.0)), (size,), ((0, 1), (0, 1)), ((0,), (1,)))
+    inst = types.SimpleNamespace(problem=problem, all8={"size": 29})
+    assert size_budget(inst, parse_limit("size", "50%")).to_dict() == {"bytes": 22, "smallest": 15, "all8": 29}
+    assert size_budget(inst, parse_limit("size", "100%")).bytes == 29
+    assert size_budget(inst, parse_limit("size", "40KB")).bytes == 40_000
+
+
+def test_auto_digits_end_to_end(tmp_path):
+    out = tmp_path / "auto"
+    result = CliRunner().invoke(cli, ["auto", *BASE, "--labels", "label", "--max-size", "50%", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    summary = json.loads((out / "auto.json").read_text())
+    assert summary["passed"] is True and summary["accuracy"]["drop"] <= 1.0
+    assert set(summary["seconds"]) == {"sensitivity", "plan", "quantize", "validate"}
+    plan = json.loads((out / "plan.json").read_text())
+    budget = plan["meta"]["size_budget"]
+    assert budget["bytes"] == int(budget["smallest"] + 0.5 * (budget["all8"] - budget["smallest"]))
+    assert plan["meta"]["resources"]["size"]["use"] <= budget["bytes"] == summary["size_budget"]["bytes"]
+    assert {b["w_bits"] for b in plan["layers"].values()} == {4, 8}  # a real mix
+    quant = json.loads((out / "quantize.json").read_text())
+    assert quant["totals"]["size_bytes"] == summary["size_bytes"] <= budget["bytes"]
+    for line in ("stage", "sensitivity", "plan", "quantize", "validate", "accuracy: float 99.80%", "gate PASSED"):
+        assert line in result.output
+
+
+def test_auto_failing_gate_exits_1_after_writing_everything(tmp_path, capsys):
+    out = tmp_path / "auto"
+    code = main(["auto", *BASE, "--max-iter", "2", "--max-size", "100%", "--min-sqnr", "80", "--no-layerwise",
+                 "-o", str(out), "-q"])
+    assert code == 1
+    assert "error: validation FAILED (1 of 1 checks: SQNR logits)" in capsys.readouterr().err
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"] is False and report["layers"] == []
+    assert json.loads((out / "auto.json").read_text())["plan"] == {"w8a8": 7}  # 100%: all 8-bit
+    assert not (out / "layers.png").exists()
+
+
+def test_auto_bad_input_exits_2_before_any_work(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["auto", *BASE, "-o", str(blocker)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert main(["auto", *BASE, "--max-size", "lots", "-o", str(tmp_path / "o")]) == 2
+    assert "--max-size 'lots'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,40 @@
+"""Rule: QLinearConv -> ConvInteger + int32 bias Add + integer requantization chain."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from onnx_hawq.transforms.graph import Graph, Replacement, Rule
+from onnx_hawq.transforms.int_requant import Chain, IntContext, exact_reason, layer_q, requantize
+
+ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")
+CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
+
+
+def match(graph: Graph, node: onnx.NodeProto):
+    return node if node.op_type == "QLinearConv" and node.domain in ("", "ai.onnx") else None
+
+
+def replace(graph: Graph, node) -> Replacement:
+    lq = layer_q(graph, node, ORDER, 0)
+    ch = Chain(graph, node.name or node.output[0])
+    w_zp = ch.const("w_zero_point", np.array(0, np.int8))
+    conv = helper.make_node("ConvInteger", [node.input[0], node.input[3], node.input[2], w_zp],
+                            [graph.fresh(f"{ch.base}_acc")], name=graph.fresh(ch.base))
+    conv.attribute.extend(a for a in node.attribute if a.name in CONV_ATTRS)
+    ch.nodes.append(conv)
+    acc = conv.output[0]
+    if lq.bias is not None:
+        acc = ch.op("Add", [acc, ch.const("bias", lq.bias.astype(np.int32).reshape(-1, 1, 1))])
+    requantize(ch, acc, lq.requant(), 2, node.output[0])
+    return Replacement(remove=[node], add=ch.nodes, constants=ch.consts)
+
+
+def rule(ctx: IntContext) -> Rule:
+    def check(graph: Graph, node) -> str | None:
+        lq = layer_q(graph, node, ORDER, 0)
+        return lq if isinstance(lq, str) else exact_reason(lq, ctx.x_range(node))
+
+    return Rule("qlinearconv-to-convinteger", match, check, replace)
