@@ -32,7 +32,6 @@ log = logging.getLogger("onnx_hawq")
 
 METHODS = ("trace", "eigen", "both")
 BLOCKS = ("shared", "layer")
-QUANTIZABLE_MODULES = ("Conv1d", "Conv2d", "Conv3d", "Linear")
 _EIGEN_SEED_OFFSET = 1_000_003
 
 
@@ -126,8 +125,11 @@ def as_batches(data, limit: int | None = None) -> list[tuple[tuple, Any]]:
 
 def quantizable_weights(model) -> dict[str, Any]:
     """Qualified name -> weight of every Conv1d/2d/3d and Linear module (biases are not blocks)."""
-    return {name: m.weight for name, m in model.named_modules() if type(m).__name__ in QUANTIZABLE_MODULES
-            and getattr(m, "weight", None) is not None}
+    from torch import nn
+
+    kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    return {name: m.weight for name, m in model.named_modules()
+            if isinstance(m, kinds) and getattr(m, "weight", None) is not None}
 
 
 def loss_gradients(model, batches, loss_fn, weights: Sequence) -> list:
@@ -267,6 +269,16 @@ def layer_stats(names, weights, samples, eigens) -> dict[str, LayerSensitivity]:
     return out
 
 
+def warn_unconverged(stats: Mapping[str, LayerSensitivity], cfg: HessianConfig) -> None:
+    """Log a warning naming the layers whose trace missed the tolerance (max_iter or max_seconds hit)."""
+    rel = {n: s.stderr / abs(s.trace) if s.trace else float("inf") for n, s in stats.items() if s.samples}
+    missed = sorted((n for n, r in rel.items() if not r < cfg.tol), key=lambda n: -rel[n])
+    if missed:
+        hint = " or use blocks='layer' (--blocks layer)" if cfg.blocks == "shared" else ""
+        log.warning("trace stderr/|trace| above tol %.3g for %d layer(s), worst %s at %.3g; raise max_iter%s",
+                    cfg.tol, len(missed), missed[0], rel[missed[0]], hint)
+
+
 def layer_sensitivities(model, data, loss_fn, layers: Mapping[str, Any] | None = None,
                         config: HessianConfig = HessianConfig(), scales: Mapping[str, Any] | None = None,
                         batches: int | None = None, progress: bool = False) -> HessianResult:
@@ -274,7 +286,8 @@ def layer_sensitivities(model, data, loss_fn, layers: Mapping[str, Any] | None =
 
     `layers` maps names to weight tensors (default: every Conv/Linear module by qualified name).
     `data` is a loader or iterable of (inputs, target), or one such pair; `batches` caps it. The
-    Hessian is that of the mean loss over all samples, the model in eval mode. `scales` maps a
+    Hessian is that of the mean loss over all samples, the model in eval mode (and the layer
+    weights made to require grad). `scales` maps a
     layer name to a per-output-channel factor broadcastable to its weight (see module docstring).
     """
     import torch
@@ -284,10 +297,11 @@ def layer_sensitivities(model, data, loss_fn, layers: Mapping[str, Any] | None =
     layers = dict(layers if layers is not None else quantizable_weights(model))
     if not layers:
         raise HawqError("the model has no Conv or Linear layer")
-    names, weights = list(layers), list(layers.values())
+    names, weights = list(layers), [w.requires_grad_(True) if w.is_leaf else w for w in layers.values()]
     inv = [None if (scales or {}).get(n) is None else 1.0 / torch.as_tensor(scales[n]).to(w) for n, w in layers.items()]
     op = BlockHessian(loss_gradients(model, as_batches(data, batches), loss_fn, weights), weights, inv)
     samples = hutchinson(op, config, progress) if config.method in ("trace", "both") else None
     eigens = top_eigenvalues(op, config, names, progress) if config.method in ("eigen", "both") else None
     stats = layer_stats(names, weights, samples, eigens)
+    warn_unconverged(stats, config)
     return HessianResult(stats, op.count, time.perf_counter() - start)

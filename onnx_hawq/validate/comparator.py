@@ -114,7 +114,8 @@ class Comparator:
             float_model = prepare_model(float_model)
             self.tensors = lw.matched(lw.quant_tensors(quant_model), float_model)
             if not self.tensors:
-                log.warning("layer-wise: the quantized model has no onnx-hawq nodes (hawq.output) to map back")
+                log.warning("layer-wise: no node of the quantized model maps back to the float graph "
+                            "(hawq.output metadata, T_quantized, T_scale, T_zero_point)")
         graph_inputs = {i.name for i in float_model.graph.input}
         self.float_names = list(dict.fromkeys([f for f, _ in self.pairs] + [
             n for n in lw.float_names(self.tensors) if n not in graph_inputs]))

@@ -5,7 +5,7 @@ stands for. Its quantized value is ``T_quantized`` (uint8) with scale ``T_scale`
 ``T_zero_point``. Two errors are measured per node:
 
 * accumulated: T_quantized of the full quantized run vs T of the float run (what the model sees);
-* local: the node alone (plus its Clip for < 8-bit outputs), fed the float run's inputs quantized
+* local: the node alone (with its Clip or requantization chain), fed the float run's inputs quantized
   with the node's own input scales, vs T. Errors from earlier layers do not reach it, so a broken
   layer stands out here even when everything after it is broken too.
 """
@@ -24,6 +24,7 @@ from onnx_hawq.reference import dequantize_linear, quantize_linear
 
 log = logging.getLogger("onnx_hawq")
 QSUFFIX = "_quantized"
+MAX_LOCAL_NODES = 64  # a node plus its requantization chain
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,7 @@ def quant_tensors(model: onnx.ModelProto) -> list[QuantTensor]:
         qname = tensor + QSUFFIX
         scale, zp = _scalar(inits, f"{tensor}_scale"), _scalar(inits, f"{tensor}_zero_point")
         if qname not in producers or scale is None or zp is None:
-            log.warning("layer-wise: %s has no %s with a scale and zero point; skipped", node.name, qname)
+            log.warning("layer-wise: %s: no %s with a scale and zero point; skipped", node.name, qname)
             continue
         seen.add(tensor)
         out.append(QuantTensor(node.name, node.op_type, str(meta.get("layer", node.name)), bits_label(meta),
@@ -124,24 +125,27 @@ def quant_tensors(model: onnx.ModelProto) -> list[QuantTensor]:
     return out
 
 
-def _chain(model: onnx.ModelProto, qt: QuantTensor) -> list[onnx.NodeProto] | None:
-    """The nodes from `qt`'s node to T_quantized (the node, then e.g. its Clip), or None."""
-    producers = {o: n for n in model.graph.node for o in n.output}
-    path, tensor = [], qt.qname
-    for _ in range(4):
-        node = producers.get(tensor)
-        if node is None or not node.input:
+def _subgraph(model: onnx.ModelProto, qt: QuantTensor) -> list[onnx.NodeProto] | None:
+    """The nodes between `qt`'s data inputs and T_quantized, in graph order (the node, then e.g. its
+    Clip or an integer requantization chain); None when the walk leaves the node's own inputs."""
+    nodes = list(model.graph.node)
+    producer = {o: k for k, n in enumerate(nodes) for o in n.output}
+    stop = {qi.name for qi in qt.inputs} | {i.name for i in model.graph.initializer} | {""}
+    stack, picked = [qt.qname], set()
+    while stack:
+        tensor = stack.pop()
+        if tensor in stop or producer.get(tensor) in picked:
+            continue
+        if tensor not in producer or len(picked) >= MAX_LOCAL_NODES:
             return None
-        path.insert(0, node)
-        if node.name == qt.node:
-            return path
-        tensor = node.input[0]
-    return None
+        picked.add(producer[tensor])
+        stack.extend(nodes[producer[tensor]].input)
+    return [nodes[k] for k in sorted(picked)] if any(nodes[k].name == qt.node for k in picked) else None
 
 
 def local_model(model: onnx.ModelProto, qt: QuantTensor) -> onnx.ModelProto | None:
     """A model of `qt`'s node alone: uint8 inputs in, T_quantized out (None when not extractable)."""
-    nodes = _chain(model, qt) if qt.inputs else None
+    nodes = _subgraph(model, qt) if qt.inputs else None
     if nodes is None:
         return None
     used = {i for n in nodes for i in n.input}
