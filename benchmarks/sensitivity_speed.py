@@ -10,7 +10,7 @@ weights and inputs, 3 stages x 3 basic blocks, 16/32/64 channels):
    timed in the same process: the speedup ratio, and each estimator's worst relative stderr.
 
 Prints a table and writes JSON to benchmarks/results/sensitivity_speed.json.
-Run: ``python benchmarks/sensitivity_speed.py [--tol 0.05] [--vectors 8]``.
+Run: ``python benchmarks/sensitivity_speed.py [--tol 0.05] [--vectors 16] [--budget 60] [--threads 1]``.
 """
 
 from __future__ import annotations
@@ -212,9 +212,12 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per run to tolerance")
     parser.add_argument("--resnet-batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: steady timings on a shared 2-core machine)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
     model, data, loss, weights, scales = digits_problem()
     results = [benchmark("digits", model, data, loss, weights, scales, args)]

@@ -13,7 +13,7 @@ from onnx_hawq.planning.limits import parse_limit
 from onnx_hawq.validate.auto import size_budget
 from tests.vhelpers import CALIB, FLOAT, TEST
 
-BASE = [str(FLOAT), "--calib", str(CALIB), "--data", str(TEST), "--max-iter", "4", "--tol", "0.5"]
+BASE = [str(FLOAT), "--calib", str(CALIB), "--data", str(TEST), "--max-iter", "4", "--tol", "0.5", "--threads", "1"]
 FILES = ["sensitivity.json", "sensitivity.png", "plan.json", "digits_resnet.quant.onnx", "quantize.json",
          "validation.json", "layers.png", "auto.json"]
 
@@ -35,6 +35,7 @@ def test_auto_digits_end_to_end(tmp_path):
     summary = json.loads((out / "auto.json").read_text())
     assert summary["passed"] is True and summary["accuracy"]["drop"] <= 1.0
     assert set(summary["seconds"]) == {"sensitivity", "plan", "quantize", "validate"}
+    assert summary["config"]["threads"] == 1 and summary["config"]["hessian"]["max_iter"] == 4
     plan = json.loads((out / "plan.json").read_text())
     budget = plan["meta"]["size_budget"]
     assert budget["bytes"] == int(budget["smallest"] + 0.5 * (budget["all8"] - budget["smallest"]))
@@ -54,7 +55,9 @@ def test_auto_failing_gate_exits_1_after_writing_everything(tmp_path, capsys):
     assert "error: validation FAILED (1 of 1 checks: SQNR logits)" in capsys.readouterr().err
     report = json.loads((out / "validation.json").read_text())
     assert report["passed"] is False and report["layers"] == []
-    assert json.loads((out / "auto.json").read_text())["plan"] == {"w8a8": 7}  # 100%: all 8-bit
+    summary = json.loads((out / "auto.json").read_text())
+    assert summary["plan"] == {"w8a8": 7}  # 100%: all 8-bit
+    assert "layers_png" not in summary["artefacts"] and summary["passed"] is False
     assert not (out / "layers.png").exists()
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from onnx_hawq.calibration.sensitivity_file import Sensitivity  # noqa: E402
 from onnx_hawq.cli.main import main  # noqa: E402
@@ -21,6 +21,15 @@ from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 MODEL = str(SAMPLES / "digits_resnet.onnx")
 FAST = ["--max-iter", "6", "--batches", "1", "--batch-size", "32", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def digits_layers():

@@ -19,6 +19,15 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def run_both(model: onnx.ModelProto, feeds: dict[str, np.ndarray]):
     """(onnxruntime outputs, converter outputs) for the same feeds."""
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -25,6 +25,15 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 FACTORY = f"{SAMPLES / 'digits_resnet.py'}:hawq_factory"
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """These models are tiny: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_problem():
     """A conv-tanh-conv-tanh-linear net in float64 small enough for the exact Hessian."""
     torch.manual_seed(0)
@@ -59,7 +68,7 @@ def test_traces_and_eigenvalues_match_exact_hessian(scaled, blocks):
     scales = {n: (torch.rand(2 if n != "5" else 3, 1, 1, 1, generator=gen, dtype=torch.float64) + 0.5
                   if scaled else torch.ones(1, dtype=torch.float64)) for n in ("0", "2", "5")}
     scales["5"] = scales["5"].reshape(-1, 1)
-    cfg = HessianConfig(method="both", max_iter=600, tol=0.08, eigen_iter=500, eigen_tol=1e-9, blocks=blocks)
+    cfg = HessianConfig(method="both", max_iter=400, tol=0.1, eigen_iter=500, eigen_tol=1e-9, blocks=blocks)
     res = layer_sensitivities(model, data, loss, config=cfg, scales=scales if scaled else None)
     exact = exact_blocks(model, data, loss, scales)
     assert list(res.layers) == ["0", "2", "5"]
@@ -114,13 +123,16 @@ def test_hutchinson_does_not_stop_early_on_negative_trace():
 
 
 def test_layer_blocks_have_no_cross_layer_noise():
-    """Per-layer block HVPs sample v_i.H_ii v_i only: on a block-diagonal-dominated error they converge
-    with far fewer vectors than the shared estimator, and each layer stops on its own."""
+    """Per-layer block HVPs sample v_i.H_ii v_i only: every layer reaches the tolerance with fewer
+    HVPs in all than the shared estimator spends without getting there; each layer stops on its own."""
     model, data, loss = tiny_problem()
     run = lambda blocks: layer_sensitivities(model, data, loss, config=HessianConfig(
-        max_iter=3000, tol=0.05, blocks=blocks))
+        max_iter=600, tol=0.05, blocks=blocks))
     shared, layer = run("shared"), run("layer")
-    assert sum(s.samples for s in layer.layers.values()) < shared.layers["0"].samples
+    rel = lambda s: s.stderr / abs(s.trace)
+    assert max(rel(s) for s in shared.layers.values()) > 0.05
+    assert max(rel(s) for s in layer.layers.values()) < 0.05
+    assert layer.hvp_count < shared.hvp_count == 600
     assert len({s.samples for s in layer.layers.values()}) > 1
     for name, s in layer.layers.items():
         assert abs(s.trace - shared.layers[name].trace) <= 3 * np.hypot(s.stderr, shared.layers[name].stderr)

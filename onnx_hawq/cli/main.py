@@ -45,6 +45,7 @@ def cli():
 def main(argv=None) -> int:
     """Run the CLI; map HawqError to its exit code with a one-line message, no traceback."""
     logging.basicConfig(format="%(message)s", level=logging.WARNING)
+    logging.getLogger("onnx_hawq").setLevel(logging.WARNING)  # -v/-q of an earlier in-process call
     try:
         cli.main(args=argv, prog_name="onnx-hawq", standalone_mode=False)
     except HawqError as e:

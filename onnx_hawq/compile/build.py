@@ -52,12 +52,9 @@ def cuda_pipeline(target):
     tvm = require_tvm()
     from tvm.relax.backend.cuda import pipeline as cp
 
-    @tvm.transform.module_pass(opt_level=0, name="HawqNoTensorize")
-    def no_tensorize(mod, _ctx):
-        for gv, func in list(mod.functions_items()):
-            if isinstance(func, tvm.tirx.PrimFunc):
-                mod[gv] = func.with_attr("dlight.do_not_tensorize", True)
-        return mod
+    @tvm.tirx.transform.prim_func_pass(opt_level=0, name="HawqNoTensorize")
+    def no_tensorize(func, _mod, _ctx):
+        return func.with_attr("dlight.do_not_tensorize", True)
 
     legalize = cp.legalize_passes(target)
     passes = (cp.library_dispatch_passes(target) + legalize[:-1] + [no_tensorize, legalize[-1]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 
 import onnx
 
@@ -72,7 +73,8 @@ def import_onnx(model: onnx.ModelProto, shapes: dict[str, list] | None = None):
     check_supported(model)
     token = INPUT_RANGES.set(node_input_ranges(model))
     try:
-        with hawq_converters(), contextlib.redirect_stdout(io.StringIO()):
+        with hawq_converters(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TVM re-runs onnx.checker and warns about renames
             return from_onnx(model, shape_dict=shapes, dtype_dict=input_dtypes(model))
     except UnsupportedNode:
         raise

@@ -13,6 +13,7 @@ small models a percentage of the W8A8 size can lie below the smallest plan. An a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -48,12 +49,15 @@ class AutoConfig(JsonConfig):
     hessian: HessianConfig = AUTO_HESSIAN
     sens_batches: int = 4
     sens_batch_size: int = 64
+    threads: Optional[int] = None  # torch intra-op threads for the Hessian (None: torch's default)
     options: CompareOptions = CompareOptions(layerwise=True)
     thresholds: Thresholds = Thresholds()
 
     def __post_init__(self):
         if self.max_size.resource != "size":
             raise InputError("auto's budget is a --max-size limit")
+        if self.threads is not None and self.threads < 1:
+            raise InputError("--threads must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,12 +128,30 @@ def size_budget(inst, limit: Limit) -> SizeBudget:
     return SizeBudget(int(math.floor(raw + 1e-9)), low, high)
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int | None):
+    """Run the block with torch's intra-op thread count set to `threads` (restored afterwards)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def sensitivity_stage(cfg: AutoConfig, art: Artefacts, show_progress: bool) -> None:
     from onnx_hawq.calibration.run import SensitivityConfig, run_sensitivity
 
-    run_sensitivity(SensitivityConfig(
-        model=cfg.model, output=str(art.sensitivity), data=cfg.calib, batch_size=cfg.sens_batch_size,
-        batches=cfg.sens_batches, hessian=cfg.hessian, plot=str(art.sensitivity_png), progress=show_progress))
+    with torch_threads(cfg.threads):
+        run_sensitivity(SensitivityConfig(
+            model=cfg.model, output=str(art.sensitivity), data=cfg.calib, batch_size=cfg.sens_batch_size,
+            batches=cfg.sens_batches, hessian=cfg.hessian, plot=str(art.sensitivity_png),
+            progress=show_progress))
 
 
 def plan_stage(cfg: AutoConfig, art: Artefacts):
@@ -164,19 +186,22 @@ def validate_stage(cfg: AutoConfig, art: Artefacts, progress: Callable | None) -
                                        cfg.thresholds, str(art.validation), plot), progress)
 
 
+def _timed(seconds: dict[str, float], stage: str, fn, *args):
+    """fn(*args), recording its wall time under `stage`."""
+    start = time.perf_counter()
+    out = fn(*args)
+    seconds[stage] = time.perf_counter() - start
+    return out
+
+
 def run_auto(cfg: AutoConfig, progress: Callable | None = None) -> AutoResult:
     """Run the four stages, timing each; write auto.json. The gate verdict is left to the caller."""
     art = prepare_folder(cfg)
-    seconds, show = {}, progress is not None
-    t = time.perf_counter()
-    sensitivity_stage(cfg, art, show)
-    seconds["sensitivity"], t = time.perf_counter() - t, time.perf_counter()
-    outcome, budget = plan_stage(cfg, art)
-    seconds["plan"], t = time.perf_counter() - t, time.perf_counter()
-    quantized = quantize_stage(cfg, art, show)
-    seconds["quantize"], t = time.perf_counter() - t, time.perf_counter()
-    report = validate_stage(cfg, art, progress)
-    seconds["validate"] = time.perf_counter() - t
+    seconds: dict[str, float] = {}
+    _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, progress is not None)
+    outcome, budget = _timed(seconds, "plan", plan_stage, cfg, art)
+    quantized = _timed(seconds, "quantize", quantize_stage, cfg, art, progress is not None)
+    report = _timed(seconds, "validate", validate_stage, cfg, art, progress)
     counts: dict[str, int] = {}
     for bits in outcome.plan.layers.values():
         counts[bits.label()] = counts.get(bits.label(), 0) + 1
@@ -194,7 +219,8 @@ def summary_dict(cfg: AutoConfig, result: AutoResult) -> dict:
             "size_bytes": result.quantize["totals"]["size_bytes"],
             "accuracy": None if acc is None else {"float": acc.float, "quantized": acc.quantized, "drop": acc.drop},
             "checks": [c.line() for c in result.validation.checks], "passed": result.validation.passed,
-            "artefacts": {f.name: str(getattr(result.artefacts, f.name)) for f in dataclasses.fields(Artefacts)}}
+            "artefacts": {f.name: str(getattr(result.artefacts, f.name)) for f in dataclasses.fields(Artefacts)
+                          if f.name != "layers_png" or cfg.options.layerwise}}
 
 
 def summary_table(result: AutoResult) -> str:

@@ -1,0 +1,48 @@
+"""Targets and the run_tvm / tvm_backend entry points."""
+
+import numpy as np
+import pytest
+
+from onnx_hawq.calibrate import expose
+from onnx_hawq.errors import InputError
+from tests.compile.test_converters import EXACT, _layer_inits
+from tests.compile.qgraphs import U8, typed_model
+from tests.helpers import rng, run_ort
+
+tvm = pytest.importorskip("tvm")
+from onnx_hawq.compile.build import build, parse_target, run_tvm, tvm_backend  # noqa: E402
+
+
+@pytest.mark.parametrize("spec,kind,arch", [("llvm", "llvm", ""), ("cuda:sm_90", "cuda", "sm_90"),
+                                            ("cuda:sm_80", "cuda", "sm_80")])
+def test_targets_are_json_dicts(spec, kind, arch):
+    target = parse_target(spec)
+    assert target.kind.name == kind and str(target.attrs.get("arch", "")) == arch
+
+
+@pytest.mark.parametrize("spec", ["llvm:sm_90", "cuda:90", "rocm", ""])
+def test_bad_targets_are_input_errors(spec):
+    with pytest.raises(InputError, match="is not one of: llvm, cuda, cuda:sm_XX"):
+        parse_target(spec)
+
+
+def _qlinearmatmul():
+    from onnx import helper
+
+    r = rng(13)
+    inits = _layer_inits(r, EXACT, r.integers(-8, 9, (8, 16)).astype(np.int8), 5, 128)
+    inits["w"] = np.ascontiguousarray(inits["w"].T)
+    del inits["b"]
+    nodes = [helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["h"]),
+             helper.make_node("Max", ["h", "yz"], ["y"])]
+    return typed_model(nodes, [("x", U8, ["n", 16])], [("y", U8, ["n", 8])], inits), r
+
+
+def test_backend_builds_once_and_exposes_intermediate_tensors():
+    model, r = _qlinearmatmul()
+    run = tvm_backend(model, ["h", "y"])
+    for n in (3, 5):  # a symbolic batch: one build serves every batch size
+        x = {"x": r.integers(0, 256, (n, 16)).astype(np.uint8)}
+        got, want = run(x), run_ort(expose(model, ["h"]), x, ["h", "y"])
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    np.testing.assert_array_equal(run_tvm(model, x)[0], want[1])

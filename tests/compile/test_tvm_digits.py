@@ -1,0 +1,39 @@
+"""The digits sample through TVM (llvm): bit-identical to onnxruntime for W8A8, W4A8 and a mixed
+plan, in the QLinear form and in the integer-only form."""
+
+import numpy as np
+import onnx
+import pytest
+
+from onnx_hawq.model_io import load_data
+from onnx_hawq.plan import uniform_plan
+from onnx_hawq.quantize import quantize_model
+from onnx_hawq.transforms.to_integer_form import to_integer_form
+from tests.compile.qgraphs import assert_tvm_equals_ort
+from tests.helpers import SAMPLE, run_ort
+from tests.test_digits_exact import MIXED
+
+pytest.importorskip("tvm")
+
+PLANS = {"w8a8": uniform_plan("8"), "w4a8": uniform_plan("w4a8"), "mixed": MIXED}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model = onnx.load(str(SAMPLE / "digits_resnet.onnx"))
+    x = np.load(SAMPLE / "digits_test.npz")["input"][:96]
+    return model, load_data(SAMPLE / "digits_calib.npz", model), {"input": x}
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_tvm_equals_onnxruntime(digits, plan):
+    model, calib, feeds = digits
+    q = quantize_model(model, PLANS[plan], calib).model
+    assert_tvm_equals_ort(q, feeds)
+
+
+def test_integer_form_in_tvm_equals_qlinear_form_in_onnxruntime(digits):
+    model, calib, feeds = digits
+    q = quantize_model(model, MIXED, calib).model
+    got = assert_tvm_equals_ort(to_integer_form(q), feeds)
+    np.testing.assert_array_equal(got[0], run_ort(q, feeds)[0])
