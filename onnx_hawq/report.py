@@ -16,7 +16,8 @@ from onnx_hawq.errors import InputError
 KIND, VERSION = "onnx-hawq-report", 1
 
 
-def _meta(node: onnx.NodeProto) -> dict:
+def node_meta(node: onnx.NodeProto) -> dict:
+    """hawq.* metadata of `node` without the prefix, JSON-decoded where the value is JSON."""
     out = {}
     for p in node.metadata_props:
         if p.key.startswith("hawq."):
@@ -24,6 +25,8 @@ def _meta(node: onnx.NodeProto) -> dict:
                 out[p.key[5:]] = json.loads(p.value)
             except json.JSONDecodeError:
                 out[p.key[5:]] = p.value
+    if "output" in out and not isinstance(out["output"], str):  # a tensor named like a number
+        out["output"] = next(p.value for p in node.metadata_props if p.key == "hawq.output")
     return out
 
 
@@ -46,7 +49,7 @@ def build_report(model: onnx.ModelProto) -> dict:
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     layers, nodes, float_ops = [], [], []
     for node in model.graph.node:
-        meta = _meta(node)
+        meta = node_meta(node)
         if not meta:
             if node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Clip"):
                 float_ops.append(node.op_type)

@@ -13,7 +13,6 @@ stands for. Its quantized value is ``T_quantized`` (uint8) with scale ``T_scale`
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 
 import numpy as np
@@ -21,6 +20,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from onnx_hawq.reference import dequantize_linear, quantize_linear
+from onnx_hawq.report import node_meta
 
 log = logging.getLogger("onnx_hawq")
 QSUFFIX = "_quantized"
@@ -56,18 +56,6 @@ class QuantTensor:
         return dequantize_linear(q, self.scale, self.zero_point)
 
 
-def node_meta(node: onnx.NodeProto) -> dict:
-    """hawq.* metadata of `node` without the prefix, JSON-decoded where the value is JSON."""
-    out = {}
-    for p in node.metadata_props:
-        if p.key.startswith("hawq."):
-            try:
-                out[p.key[5:]] = json.loads(p.value)
-            except json.JSONDecodeError:
-                out[p.key[5:]] = p.value
-    if "output" in out and not isinstance(out["output"], str):
-        out["output"] = next(p.value for p in node.metadata_props if p.key == "hawq.output")
-    return out
 
 
 def bits_label(meta: dict) -> str:
