@@ -132,3 +132,25 @@ def test_tvm_own_uint8_ops_match_onnxruntime():
     inits = {"lo": np.uint8(3), "hi": np.uint8(200), "floor": np.uint8(17), "s": f32(0.0371), "z": np.uint8(11)}
     model = typed_model(nodes, [("x", U8, [2, 3, 6, 6])], [("f", U8, None), ("y", F32, None)], inits)
     assert_tvm_equals_ort(model, {"x": rng(11).integers(0, 256, (2, 3, 6, 6)).astype(np.uint8)})
+
+
+def test_converters_are_registered_only_inside_the_shim():
+    from tvm.relax.frontend.onnx import onnx_frontend as fe
+
+    from onnx_hawq.compile.frontend import hawq_converters
+
+    original = fe._get_convert_map
+    with hawq_converters():
+        assert {"QLinearConv", "QGemm", "QLinearAdd", "ConvInteger"} <= set(fe._get_convert_map())
+    assert fe._get_convert_map is original and "QLinearConv" not in fe._get_convert_map()
+
+
+def test_a_weight_that_is_not_constant_is_a_one_line_error():
+    from onnx_hawq.compile.frontend import import_onnx
+    from onnx_hawq.errors import InputError
+
+    inits = {k: v for k, v in _layer_inits(rng(14), EXACT, np.zeros((2, 2, 1, 1), np.int8), 0, 0).items() if k != "w"}
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"])
+    model = typed_model([node], [("x", U8, [1, 2, 3, 3]), ("w", I8, [2, 2, 1, 1])], [("y", U8, None)], inits)
+    with pytest.raises(InputError, match="^QLinearConv: w must be a constant initializer for TVM$"):
+        import_onnx(model)

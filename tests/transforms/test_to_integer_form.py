@@ -62,7 +62,7 @@ def test_inexact_conv_is_kept_and_reported():
 
 def test_a_four_bit_input_range_makes_a_layer_exact():
     """The same conv is exact once a Clip bounds its input to [0, 15]."""
-    model = _conv((2.0**-4, lambda r: r.integers(1, 32, 4) * 2.0**-4, 1.0), x_zp=0)
+    model = _conv((2.0**-4, lambda r: (2 * r.integers(1024, 2048, 4) + 1) * 2.0**-18, 1.0), x_zp=0)
     assert op_list(to_integer_form(model)) == ["QLinearConv"]
     clip = helper.make_node("Clip", ["x_in", "lo", "hi"], ["x"], name="clip")
     model.graph.node.insert(0, clip)
