@@ -10,7 +10,7 @@ from onnx import TensorProto
 from onnx_hawq.compile.intmath import add_program
 from onnx_hawq.qcontext import MS
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
-from onnx_hawq.transforms.int_requant import Chain, rne_div, scalar, to_uint8
+from onnx_hawq.transforms.int_requant import Chain, IntContext, rne_div, scalar, to_uint8
 
 
 def match(graph: Graph, node: onnx.NodeProto):
@@ -47,5 +47,5 @@ def replace(graph: Graph, node) -> Replacement:
     return Replacement(remove=[node], add=ch.nodes, constants=ch.consts)
 
 
-def rule(ctx) -> Rule:
+def rule(ctx: IntContext) -> Rule:
     return Rule("qlinearadd-to-integer", match, check, replace)

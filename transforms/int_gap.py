@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from onnx_hawq.compile.intmath import gap_program
+from onnx_hawq.compile.intmath import MAX_TABLE, gap_program
 from onnx_hawq.qcontext import MS
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
 from onnx_hawq.transforms.int_requant import Chain, IntContext, requantize, scalar
@@ -25,6 +25,8 @@ def rule(ctx: IntContext) -> Rule:
             return "scales and zero-points must be constant scalars"
         if not spatial.get(node.input[0]):
             return "input spatial size is unknown"
+        if 255 * spatial[node.input[0]] + 1 > MAX_TABLE:
+            return "too many pooled values to check the integer form exhaustively"
         return None
 
     def replace(graph: Graph, node) -> Replacement:

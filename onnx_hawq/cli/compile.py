@@ -44,21 +44,26 @@ class CheckResult:
 
 def run_compile(config: CompileConfig, echo=lambda s: None) -> CheckResult | None:
     """Import, build and export the model; run the --check comparison when asked."""
-    from onnx_hawq.compile import build as tb
-    from onnx_hawq.compile.frontend import import_onnx
+    from onnx_hawq.compile.build import parse_target
     from onnx_hawq.model_io import check_output_path, load_data, load_model
 
     check_output_path(config.output, config.model, config.check)
-    target = tb.parse_target(config.target)
     model = load_model(config.model)
     data = load_data(config.check, model, "check data") if config.check else None
+    target = parse_target(config.target)
+    seconds = build_library(model, config, target)
+    echo(f"built {config.output} for {config.target} in {seconds:.1f}s")
+    return None if data is None else check_library(config, model, data, target)
+
+
+def build_library(model, config: CompileConfig, target) -> float:
+    """Import and build `model` with TVM, export the library; return the seconds it took."""
+    from onnx_hawq.compile import build as tb
+    from onnx_hawq.compile.frontend import import_onnx
+
     start = time.perf_counter()
-    mod = import_onnx(model, _shapes(model, config.batch))
-    tb.export(tb.build(mod, target), config.output)
-    echo(f"built {config.output} for {config.target} in {time.perf_counter() - start:.1f}s")
-    if data is None:
-        return None
-    return check_library(config, model, data, target)
+    tb.export(tb.build(import_onnx(model, _shapes(model, config.batch)), target), config.output)
+    return time.perf_counter() - start
 
 
 def check_library(config: CompileConfig, model, data: dict, target) -> CheckResult:

@@ -156,7 +156,10 @@ class QLinearGlobalAveragePool(OnnxOpConverter):
         if len(shape) != 4 or None in [shape[a] for a in axes]:
             raise UnsupportedNode("QLinearGlobalAveragePool: needs a 4-D input with static spatial size")
         xs, xz, ys, yz = _scalars(inputs, (1, 2, 3, 4), "QLinearGlobalAveragePool")
-        prog = gap_program(xs, xz, ys, yz, shape[axes[0]] * shape[axes[1]])
+        try:
+            prog = gap_program(xs, xz, ys, yz, shape[axes[0]] * shape[axes[1]])
+        except ValueError as e:
+            raise UnsupportedNode(f"QLinearGlobalAveragePool: {e}") from None
         s = bb.emit(relax.op.sum(relax.op.astype(x, "int32"), axis=axes, keepdims=True))
         if prog.table is not None:
             return ops.take_table(bb, prog.table, s)

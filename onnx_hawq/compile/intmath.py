@@ -112,9 +112,12 @@ def layer_params(vals: dict[str, np.ndarray | None], out_axis: int) -> LayerQ | 
         return f"{', '.join(missing)} not constant"
     if vals["x_zp"].dtype != np.uint8 or vals["w"].dtype != np.int8 or vals["y_zp"].dtype != np.uint8:
         return "needs uint8 activations and int8 weights"
-    if np.any(vals["w_zp"] != 0) or vals["x_zp"].size != 1 or vals["y_zp"].size != 1 or vals["x_scale"].size != 1:
+    if np.any(vals["w_zp"] != 0) or any(vals[k].size != 1 for k in ("x_zp", "y_zp", "x_scale", "y_scale")):
         return "needs per-tensor activation parameters and zero weight zero-points"
     w = np.moveaxis(vals["w"], out_axis, 0)
+    per_channel = (1, w.shape[0])
+    if vals["w_scale"].size not in per_channel or vals.get("bias") is not None and vals["bias"].size not in per_channel:
+        return "weight scales and bias must be per output channel"
     ws = np.broadcast_to(vals["w_scale"].astype(np.float32).reshape(-1), (w.shape[0],))
     mult = (np.float32(vals["x_scale"].reshape(())) * ws) / np.float32(vals["y_scale"].reshape(()))
     bias = vals.get("bias")

@@ -27,7 +27,8 @@ def per_channel(values, dtype: str, ndim: int, axis: int) -> relax.Constant:
 
 def nearbyint(bb: relax.BlockBuilder, x: relax.Expr) -> relax.Expr:
     """Round half to even, elementwise."""
-    return bb.emit_te(lambda t: te.compute(t.shape, lambda *i: tirx.nearbyint(t(*i)), name="nearbyint"), x)
+    return bb.emit_te(lambda t: te.compute(t.shape, lambda *i: tirx.nearbyint(t(*i)), name="nearbyint"), x,
+                      primfunc_name_hint="nearbyint")
 
 
 def rne_shift(bb: relax.BlockBuilder, v: relax.Expr, c: relax.Expr, half_m1: relax.Expr) -> relax.Expr:

@@ -114,6 +114,7 @@ def scale_objective(omega_g, allowed_g) -> tuple[list[dict[int, int]], float]:
     shifted = [{c: om[c] - min(om[a] for a in allowed) for c in allowed} for om, allowed in zip(omega_g, allowed_g)]
     total = sum(max(d.values()) for d in shifted)
     unit = total / OBJECTIVE_RANGE if total > 0 else 1.0
+    unit = unit if unit > 0 else total or 1.0  # a subnormal total underflows; one unit then suffices
     return [{c: int(round(v / unit)) for c, v in d.items()} for d in shifted], unit
 
 

@@ -41,3 +41,17 @@ def relax_text(model: onnx.ModelProto) -> str:
 
 def f32(x) -> np.ndarray:
     return np.asarray(x, np.float32)
+
+
+# x_scale * w_scale / y_scale = b / 2^14 with b < 64: integer path; arbitrary scales: float path
+EXACT = dict(xs=2.0**-4, ws=lambda r, n: r.integers(1, 32, n) * 2.0 * 2.0**-10, ys=1.0)
+FLOAT = dict(xs=0.0173, ws=lambda r, n: r.uniform(0.001, 0.01, n), ys=0.0911)
+PATHS = {"exact": (EXACT, "right_shift"), "float": (FLOAT, "nearbyint")}
+
+
+def layer_inits(r, params, w, x_zp, y_zp):
+    """Constants of a QLinear layer with weight `w` (output channels first) under `params`."""
+    n = w.shape[0]
+    return {"xs": f32(params["xs"]), "xz": np.uint8(x_zp), "w": w, "ws": f32(params["ws"](r, n)),
+            "wz": np.zeros(n, np.int8), "ys": f32(params["ys"]), "yz": np.uint8(y_zp),
+            "b": r.integers(-2000, 2000, n).astype(np.int32)}

@@ -5,12 +5,11 @@ import pytest
 
 from onnx_hawq.calibrate import expose
 from onnx_hawq.errors import InputError
-from tests.compile.test_converters import EXACT, _layer_inits
-from tests.compile.qgraphs import U8, typed_model
+from tests.compile.qgraphs import EXACT, U8, layer_inits, typed_model
 from tests.helpers import rng, run_ort
 
 tvm = pytest.importorskip("tvm")
-from onnx_hawq.compile.build import build, parse_target, run_tvm, tvm_backend  # noqa: E402
+from onnx_hawq.compile.build import parse_target, run_tvm, tvm_backend  # noqa: E402
 
 
 @pytest.mark.parametrize("spec,kind,arch", [("llvm", "llvm", ""), ("cuda:sm_90", "cuda", "sm_90"),
@@ -30,7 +29,7 @@ def _qlinearmatmul():
     from onnx import helper
 
     r = rng(13)
-    inits = _layer_inits(r, EXACT, r.integers(-8, 9, (8, 16)).astype(np.int8), 5, 128)
+    inits = layer_inits(r, EXACT, r.integers(-8, 9, (8, 16)).astype(np.int8), 5, 128)
     inits["w"] = np.ascontiguousarray(inits["w"].T)
     del inits["b"]
     nodes = [helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["h"]),

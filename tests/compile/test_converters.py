@@ -6,30 +6,18 @@ import pytest
 from onnx import helper
 
 from onnx_hawq.compile.intmath import add_program, gap_program
-from tests.compile.qgraphs import F32, I8, I32, U8, assert_tvm_equals_ort, f32, relax_text, typed_model
+from tests.compile.qgraphs import (EXACT, F32, I8, I32, PATHS, U8, assert_tvm_equals_ort, f32, layer_inits,
+                                   relax_text, typed_model)
 from tests.helpers import rng
 
 pytest.importorskip("tvm")
-
-# x_scale * w_scale / y_scale = b / 2^14 with b < 64: integer path; arbitrary scales: float path
-EXACT = dict(xs=2.0**-4, ws=lambda r, n: r.integers(1, 32, n) * 2.0 * 2.0**-10, ys=1.0)
-FLOAT = dict(xs=0.0173, ws=lambda r, n: r.uniform(0.001, 0.01, n), ys=0.0911)
-PATHS = {"exact": (EXACT, "right_shift"), "float": (FLOAT, "nearbyint")}
-
-
-def _layer_inits(r, params, w, x_zp, y_zp):
-    n = w.shape[0]
-    return {"xs": f32(params["xs"]), "xz": np.uint8(x_zp), "w": w, "ws": f32(params["ws"](r, n)),
-            "wz": np.zeros(n, np.int8), "ys": f32(params["ys"]), "yz": np.uint8(y_zp),
-            "b": r.integers(-2000, 2000, n).astype(np.int32)}
-
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("group,x_zp", [(1, 7), (2, 0)])
 def test_qlinearconv(path, group, x_zp):
     r = rng(group)
     params, marker = PATHS[path]
-    inits = _layer_inits(r, params, r.integers(-8, 9, (4, 4 // group, 3, 3)).astype(np.int8), x_zp, 5)
+    inits = layer_inits(r, params, r.integers(-8, 9, (4, 4 // group, 3, 3)).astype(np.int8), x_zp, 5)
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"],
                             pads=[1, 0, 2, 1], strides=[2, 1], group=group)
     model = typed_model([node], [("x", U8, [2, 4, 7, 6])], [("y", U8, None)], inits)
@@ -41,7 +29,7 @@ def test_qlinearconv(path, group, x_zp):
 def test_qlinearmatmul_on_3d_input(path):
     r = rng(3)
     params, marker = PATHS[path]
-    inits = _layer_inits(r, params, r.integers(-8, 9, (8, 16)).astype(np.int8), 5, 128)
+    inits = layer_inits(r, params, r.integers(-8, 9, (8, 16)).astype(np.int8), 5, 128)
     inits["w"] = np.ascontiguousarray(inits["w"].T)  # [K, N], per-column scales
     del inits["b"]
     node = helper.make_node("QLinearMatMul", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["y"])
@@ -53,7 +41,7 @@ def test_qlinearmatmul_on_3d_input(path):
 @pytest.mark.parametrize("trans_b", [0, 1])
 def test_qgemm_with_bias(trans_b):
     r = rng(4 + trans_b)
-    inits = _layer_inits(r, EXACT, r.integers(-8, 9, (6, 12)).astype(np.int8), 3, 0)
+    inits = layer_inits(r, EXACT, r.integers(-8, 9, (6, 12)).astype(np.int8), 3, 0)
     if not trans_b:
         inits["w"] = np.ascontiguousarray(inits["w"].T)
     node = helper.make_node("QGemm", ["x", "xs", "xz", "w", "ws", "wz", "b", "ys", "yz"], ["y"],
@@ -149,7 +137,7 @@ def test_a_weight_that_is_not_constant_is_a_one_line_error():
     from onnx_hawq.compile.frontend import import_onnx
     from onnx_hawq.errors import InputError
 
-    inits = {k: v for k, v in _layer_inits(rng(14), EXACT, np.zeros((2, 2, 1, 1), np.int8), 0, 0).items() if k != "w"}
+    inits = {k: v for k, v in layer_inits(rng(14), EXACT, np.zeros((2, 2, 1, 1), np.int8), 0, 0).items() if k != "w"}
     node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"])
     model = typed_model([node], [("x", U8, [1, 2, 3, 3]), ("w", I8, [2, 2, 1, 1])], [("y", U8, None)], inits)
     with pytest.raises(InputError, match="^QLinearConv: w must be a constant initializer for TVM$"):

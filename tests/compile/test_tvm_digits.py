@@ -9,7 +9,7 @@ from onnx_hawq.model_io import load_data
 from onnx_hawq.plan import uniform_plan
 from onnx_hawq.quantize import quantize_model
 from onnx_hawq.transforms.to_integer_form import to_integer_form
-from tests.compile.qgraphs import assert_tvm_equals_ort
+from tests.compile.qgraphs import assert_tvm_equals_ort, relax_text
 from tests.helpers import SAMPLE, run_ort
 from tests.test_digits_exact import MIXED
 
@@ -29,6 +29,7 @@ def digits():
 def test_tvm_equals_onnxruntime(digits, plan):
     model, calib, feeds = digits
     q = quantize_model(model, PLANS[plan], calib).model
+    assert relax_text(q).count("T.nearbyint") == 1  # the input QuantizeLinear: every layer requantizes in integers
     assert_tvm_equals_ort(q, feeds)
 
 

@@ -32,7 +32,8 @@ def integer_equals_qlinear(model, feeds, expected_ops=None) -> onnx.ModelProto:
     if expected_ops is not None:
         assert op_list(out) == expected_ops
     shared = sorted({o for n in model.graph.node for o in n.output} & {o for n in out.graph.node for o in n.output})
-    for name, a, b in zip(shared, run_ort(expose(model, shared), feeds, shared), run_ort(expose(out, shared), feeds, shared)):
+    want, got = run_ort(expose(model, shared), feeds, shared), run_ort(expose(out, shared), feeds, shared)
+    for name, a, b in zip(shared, want, got):
         assert a.dtype == b.dtype and int(np.sum(a != b)) == 0, name
     return out
 
@@ -57,7 +58,8 @@ def test_inexact_conv_is_kept_and_reported():
     model = _conv((0.0173, lambda r: r.uniform(0.001, 0.01, 4), 0.0911))
     out = integer_equals_qlinear(model, {"x": rng(3).integers(0, 256, (2, 4, 5, 5)).astype(np.uint8)}, ["QLinearConv"])
     kept = json.loads({p.key: p.value for p in out.metadata_props}["hawq.integer_kept"])
-    assert kept == [{"node": "conv", "reason": "float32 requantization is not exact for this layer's accumulator range"}]
+    reason = "float32 requantization is not exact for this layer's accumulator range"
+    assert kept == [{"node": "conv", "reason": reason}]
 
 
 def test_a_four_bit_input_range_makes_a_layer_exact():
@@ -76,7 +78,8 @@ def test_a_four_bit_input_range_makes_a_layer_exact():
 def test_gemm_and_matmul_become_matmulinteger(op, domain):
     r = rng(5)
     inits = {"xs": f32(2.0**-4), "xz": np.uint8(3), "ws": f32(r.integers(1, 32, 6) * 2.0**-9),
-             "wz": np.zeros(6, np.int8), "ys": f32(1.0), "yz": np.uint8(0), "b": r.integers(-99, 99, 6).astype(np.int32)}
+             "wz": np.zeros(6, np.int8), "ys": f32(1.0), "yz": np.uint8(0),
+             "b": r.integers(-99, 99, 6).astype(np.int32)}
     if op == "QGemm":
         inits["w"] = r.integers(-8, 9, (6, 10)).astype(np.int8)
         node = helper.make_node(op, ["x", "xs", "xz", "w", "ws", "wz", "b", "ys", "yz"], ["y"], domain=domain, transB=1)
@@ -95,7 +98,8 @@ def test_gemm_and_matmul_become_matmulinteger(op, domain):
 ], ids=["chain", "table"])
 def test_qlinearadd_over_every_input_pair(scales, expected):
     a_s, a_z, b_s, b_z, c_s, c_z = scales
-    inits = {"as": f32(a_s), "az": np.uint8(a_z), "bs": f32(b_s), "bz": np.uint8(b_z), "cs": f32(c_s), "cz": np.uint8(c_z)}
+    inits = {"as": f32(a_s), "az": np.uint8(a_z), "bs": f32(b_s), "bz": np.uint8(b_z), "cs": f32(c_s),
+             "cz": np.uint8(c_z)}
     node = helper.make_node("QLinearAdd", ["a", "as", "az", "b", "bs", "bz", "cs", "cz"], ["y"], domain="com.microsoft")
     model = typed_model([node], [("a", U8, [256, 256]), ("b", U8, [256, 256])], [("y", U8, [256, 256])], inits)
     a, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
