@@ -166,3 +166,10 @@ def test_resnet18_shaped_instance_is_optimal_and_feasible():
     slack = 1e-12 * best  # numpy and Python sum in different orders
     assert best - slack <= sol.objective <= best + sol.tolerance + slack
     assert 0 < sum(sol.choice) < n  # a genuine mix of 4 and 8 bits
+
+
+def test_subnormal_objective_range_solves():
+    """Found by hypothesis: a subnormal Ω span once made the scaling unit 0."""
+    p = ilp.Problem(omega=((0.0, 5e-324),), resources=(ilp.Resource(name="r0", costs=((0, 0),), limit=0),),
+                    allowed=((0, 1),), groups=((0,),))
+    assert ilp.solve(p).choice == (0,)
