@@ -22,6 +22,7 @@ Factory = Callable[[onnx.ModelProto, list[str]], Run]
 BACKENDS: dict[str, str] = {
     "ort": "onnx_hawq.validate.backends:ort_backend",
     "reference": "onnx_hawq.validate.backends:reference_backend",
+    "tvm": "onnx_hawq.compile.build:tvm_backend",
 }
 
 
