@@ -23,13 +23,7 @@ MODEL = str(SAMPLES / "digits_resnet.onnx")
 FAST = ["--max-iter", "6", "--batches", "1", "--batch-size", "32", "-q"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These models are tiny: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def digits_layers():

@@ -19,13 +19,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These models are tiny: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run_both(model: onnx.ModelProto, feeds: dict[str, np.ndarray]):

@@ -25,13 +25,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"
 FACTORY = f"{SAMPLES / 'digits_resnet.py'}:hawq_factory"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These models are tiny: one intra-op thread avoids spin-waiting on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_problem():
