@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from onnx_hawq.errors import InputError
 
@@ -30,32 +28,36 @@ def node_meta(node: onnx.NodeProto) -> dict:
     return out
 
 
-def _layer_row(node, meta, inits) -> dict:
-    w = inits[node.input[3]]
-    bias = inits.get(node.input[8] if node.op_type == "QLinearConv" else node.input[6]) \
-        if node.op_type in ("QLinearConv", "QGemm") else None
-    channels = int(np.asarray(inits[node.input[4]]).size)
-    packed = int(np.ceil(w.size * meta["w_bits"] / 8)) + 4 * channels + (4 * bias.size if bias is not None else 0)
-    scale = np.asarray(inits[node.input[4]], np.float64)
+def _layer_row(node, meta) -> dict:
     return {"layer": meta.get("layer", node.name), "op": node.op_type, "w_bits": meta["w_bits"],
             "a_bits_in": meta.get("a_bits_in"), "a_bits_out": meta.get("a_bits_out"), "form": meta.get("form"),
-            "exact": meta.get("exact"), "params": int(w.size), "size_bytes": packed,
-            "w_scale_range": [float(scale.min()), float(scale.max())],
-            "dyadic_first": meta.get("dyadic", [[None, None]])[0], "relu": meta.get("relu", False)}
+            "exact": meta.get("exact"), "params": meta.get("params", 0), "size_bytes": meta.get("size_bytes", 0),
+            "w_scale_range": meta.get("w_scale_range"), "dyadic_first": meta.get("dyadic", [[None, None]])[0],
+            "relu": meta.get("relu", False)}
+
+
+def _float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of float32 tensors (by shape inference): nodes producing them ran in float."""
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:
+        inferred = model
+    infos = list(inferred.graph.value_info) + list(inferred.graph.output)
+    return {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
 
 
 def build_report(model: onnx.ModelProto) -> dict:
     """Per-layer and per-node rows plus totals, from a model onnx-hawq produced."""
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     layers, nodes, float_ops = [], [], []
+    floats = _float_tensors(model)
     for node in model.graph.node:
         meta = node_meta(node)
         if not meta:
-            if node.op_type not in ("QuantizeLinear", "DequantizeLinear", "Clip"):
+            if node.op_type != "DequantizeLinear" and any(o in floats for o in node.output):
                 float_ops.append(node.op_type)
             continue
         if "w_bits" in meta:
-            layers.append(_layer_row(node, meta, inits))
+            layers.append(_layer_row(node, meta))
         else:
             nodes.append({"node": node.name, "op": node.op_type, "a_bits_out": meta.get("a_bits_out"),
                           "dyadic": meta.get("dyadic")})

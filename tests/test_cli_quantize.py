@@ -87,3 +87,14 @@ def test_plan_for_another_model_is_refused(tmp_path, capsys):
 @pytest.mark.parametrize("cmd", ["quantize", "inspect"])
 def test_help_works(cmd):
     assert CliRunner().invoke(cli, [cmd, "--help"]).exit_code == 0
+
+
+def test_integer_form_keeps_the_layer_table(tmp_path):
+    rc, out = _quantize(tmp_path, "--bits", "w4a8", "--format", "integer")
+    assert rc == 0
+    from onnx_hawq.model_io import load_model
+    from onnx_hawq.report import build_report
+
+    report = build_report(load_model(out))
+    assert [r["op"] for r in report["layers"]] == ["ConvInteger"] * 6 + ["MatMulInteger"]
+    assert report["float_ops"] == [] and report["totals"]["size_bytes"] > 0

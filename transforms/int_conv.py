@@ -29,6 +29,7 @@ def replace(graph: Graph, node) -> Replacement:
     if lq.bias is not None:
         acc = ch.op("Add", [acc, ch.const("bias", lq.bias.astype(np.int32).reshape(-1, 1, 1))])
     requantize(ch, acc, lq.requant(), 2, node.output[0])
+    ch.nodes[0].metadata_props.extend(node.metadata_props)  # the layer keeps its hawq.* record
     return Replacement(remove=[node], add=ch.nodes, constants=ch.consts)
 
 

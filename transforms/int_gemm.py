@@ -35,6 +35,7 @@ def replace(graph: Graph, node) -> Replacement:
     if lq.bias is not None:
         acc = ch.op("Add", [acc, ch.const("bias", lq.bias.astype(np.int32))])
     requantize(ch, acc, lq.requant(), 0, node.output[0])
+    ch.nodes[0].metadata_props.extend(node.metadata_props)  # the layer keeps its hawq.* record
     return Replacement(remove=[node], add=ch.nodes, constants=ch.consts)
 
 

@@ -29,6 +29,7 @@ def replace(graph: Graph, node) -> Replacement:
     w_zp = ch.const("w_zero_point", np.array(0, np.int8))
     acc = ch.op("MatMulInteger", [node.input[0], node.input[3], node.input[2], w_zp])
     requantize(ch, acc, lq.requant(), 0, node.output[0])
+    ch.nodes[0].metadata_props.extend(node.metadata_props)  # the layer keeps its hawq.* record
     return Replacement(remove=[node], add=ch.nodes, constants=ch.consts)
 
 

@@ -54,5 +54,8 @@ def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, order: tuple[s
     clip, clip_consts, _ = clip_node(ctx, qn.out, node.output[0])
     ctx.record(node, qn, w_bits=ctx.bits[qn.layer.name].w_bits, a_bits_in=ctx.params[qn.inputs[0]].bits,
                form=weight_form_label(ctx, qn), dyadic=dyadics(lw.multipliers),
-               exact=bool(lw.exact.all()), relu=qn.fused is not None)
+               exact=bool(lw.exact.all()), relu=qn.fused is not None, params=int(lw.q.size),
+               size_bytes=int(np.ceil(lw.q.size * ctx.bits[qn.layer.name].w_bits / 8)) + 4 * len(lw.scales)
+               + (4 * len(lw.bias) if qn.layer.bias else 0),
+               w_scale_range=[float(lw.scales.min()), float(lw.scales.max())])
     return Replacement(remove=removed(qn), add=[node, *clip], constants={**consts, **clip_consts})
