@@ -53,12 +53,15 @@ class _Stats:
 
     def add(self, x: np.ndarray) -> None:
         x = x.reshape(-1).astype(np.float32)
+        x = x[np.isfinite(x)]  # masks use -inf; a range must stay finite
+        if not len(x):
+            return
         self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
         take = min(len(x), SAMPLE_CAP // 8)
         self.samples.append(x if take == len(x) else self.rng.choice(x, take, replace=False))
 
     def values(self) -> np.ndarray:
-        v = np.concatenate(self.samples)
+        v = np.concatenate(self.samples) if self.samples else np.zeros(1, np.float32)
         return v if len(v) <= SAMPLE_CAP else self.rng.choice(v, SAMPLE_CAP, replace=False)
 
 
@@ -76,6 +79,8 @@ def collect_ranges(model, tensors, data, config: CalibConfig, bits: dict[str, in
 
 
 def _pick(stats: _Stats, config: CalibConfig, bits: int) -> tuple[float, float]:
+    if not np.isfinite(stats.lo):  # no finite value seen
+        return 0.0, 0.0
     if config.method == Method.MINMAX:
         return stats.lo, stats.hi
     values = stats.values()

@@ -72,3 +72,15 @@ def test_standalone_relu_becomes_max_and_unsupported_op_stays_float():
     model = make_model(nodes, [("x", [None, 3, 4, 4])], [("y", None)], {"w": r.normal(size=(5, 3, 1, 1)).astype(np.float32)})
     x = r.normal(size=(8, 3, 4, 4)).astype(np.float32)
     _check(model, x, ["QuantizeLinear", "QLinearConv", "MaxPool", "Max", "DequantizeLinear", "Softmax"])
+
+
+def test_infinite_values_do_not_break_calibration():
+    """Attention masks carry -inf: the range comes from the finite values."""
+    r = rng(9)
+    inits = {"w": r.normal(size=(4, 3, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], name="c")]
+    model = make_model(nodes, [("x", [None, 3, 4, 4])], [("y", None)], inits)
+    x = r.normal(size=(8, 3, 4, 4)).astype(np.float32)
+    x[0, 0, 0, 0] = -np.inf
+    q = quantize_tiny(model, {"x": x})
+    assert op_list(q) == ["QuantizeLinear", "QLinearConv", "DequantizeLinear"]
