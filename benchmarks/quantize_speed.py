@@ -15,12 +15,12 @@ import time
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.models import resnet  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
 from onnx_hawq.plan import LayerBits, Plan, uniform_plan  # noqa: E402
+from onnx_hawq.planning.profiler import time_model  # noqa: E402
 from onnx_hawq.quantize import quantize_model  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
@@ -53,17 +53,8 @@ def ort_quantize_seconds(model: onnx.ModelProto, calib: dict) -> float:
 
 
 def latency_ms(model: onnx.ModelProto, feed: dict, runs: int) -> float:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    for _ in range(3):
-        sess.run(None, feed)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+    """Median single-thread onnxruntime latency (the profiler's timer), in milliseconds."""
+    return time_model(model, feed, threads=1, warmup=3, runs=runs)
 
 
 def bench(name: str, model: onnx.ModelProto, calib: dict, runs: int) -> dict:
