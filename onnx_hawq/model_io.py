@@ -43,8 +43,6 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> 
     """Refuse an output path that is one of the inputs (we never overwrite an input)."""
     out = Path(output)
     for src in inputs:
-        if src is not None and Path(src).exists() and out.exists() and out.resolve() == Path(src).resolve():
-            raise InputError(f"output path {out} is the input file; choose another -o")
         if src is not None and out.resolve() == Path(src).resolve():
             raise InputError(f"output path {out} is the input file; choose another -o")
     return out

@@ -9,6 +9,7 @@ Run: ``python sample_models/digits_resnet.py [--epochs N] [--out DIR]``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
@@ -31,9 +32,9 @@ def load_digits_split(seed: int = SEED):
     return x[train], y[train], x[test], y[test]
 
 
-def build_model():
-    """The digits ResNet: stem conv, an identity block, a strided block with 1x1 downsample."""
-    import torch
+@functools.cache
+def block_class():
+    """The residual basic block: conv-BN-ReLU, conv-BN, plus identity or a strided 1x1 downsample."""
     from torch import nn
 
     class Block(nn.Module):
@@ -55,6 +56,16 @@ def build_model():
             out = self.relu(self.bn1(self.conv1(x)))
             out = self.bn2(self.conv2(out))
             return self.relu(out + identity)
+
+    return Block
+
+
+def build_model():
+    """The digits ResNet: stem conv, an identity block, a strided block with 1x1 downsample."""
+    import torch
+    from torch import nn
+
+    Block = block_class()
 
     class DigitsResNet(nn.Module):
         def __init__(self):
