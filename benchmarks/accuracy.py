@@ -132,34 +132,36 @@ def digits(args) -> list[dict]:
     return rows + ort_baselines(model_path, calib["input"], x, y)
 
 
-def summarize(rows: list[dict]) -> list[str]:
-    """Per budget: HAWQ vs the median random plan (the honest check)."""
+def summarize(rows: list[dict], metric: str = "accuracy", hawq: str = "hawq-trace", alphas=ALPHAS) -> list[str]:
+    """Per budget: HAWQ vs the median random plan (the honest check) on `metric`."""
     lines = []
-    for alpha in ALPHAS:
+    for alpha in alphas:
         tag = f"a={alpha}"
-        rand = [r["accuracy"] for r in rows if r["name"].startswith("random") and r["name"].endswith(tag)]
-        hawq = next(r["accuracy"] for r in rows if r["name"] == f"hawq-trace {tag}")
+        rand = [r[metric] for r in rows if r["name"].startswith("random") and r["name"].endswith(tag)]
+        value = next(r[metric] for r in rows if r["name"] == f"{hawq} {tag}")
         med = float(np.median(rand)) if rand else float("nan")
-        lines.append(f"{tag}: hawq-trace {hawq:.2f} vs median random {med:.2f} -> "
-                     f"{'OK' if hawq >= med else 'BELOW median'}")
+        lines.append(f"{tag}: {hawq} {metric} {value:.4g} vs median random {med:.4g} -> "
+                     f"{'OK' if value >= med else 'BELOW median'}")
     return lines
 
 
-def plot(rows: list[dict], path: pathlib.Path) -> None:
+def plot(rows: list[dict], path: pathlib.Path, metric: str = "accuracy", ylabel: str = "test accuracy (%)",
+         title: str = "digits CNN: accuracy vs size") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    groups = {"hawq-trace": "o-", "hawq-eigen": "s--", "weight-count": "^:", "random": "x", "uniform": "D"}
+    groups = {"hawq-trace": "o-", "hawq-eigen": "s--", "hawq ": "o-", "weight-count": "^:", "random": "x",
+              "uniform": "D", "W8A8": "D"}
     for prefix, style in groups.items():
-        pts = sorted((r["size_bytes"], r["accuracy"]) for r in rows if r["name"].startswith(prefix) and r["size_bytes"])
+        pts = sorted((r["size_bytes"], r[metric]) for r in rows if r["name"].startswith(prefix) and r["size_bytes"])
         if pts:
             ax.plot(*zip(*pts), style, label=prefix, alpha=0.8)
     ax.set_xlabel("model size (bytes)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("digits CNN: accuracy vs size")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

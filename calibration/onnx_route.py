@@ -1,9 +1,10 @@
 """The `model.onnx --data data.npz [--labels KEY]` route: Hessians of any (prepared) ONNX model.
 
 The graph is converted to torch (`onnx_to_torch`). The loss is the cross-entropy of the first
-output (logits, classes on axis 1) against integer labels, or without labels the KL divergence
-from the model's own float outputs (softmax over the last axis) to its current outputs; at the
-model's own weights that loss has zero gradient and its Hessian is the Gauss-Newton/Fisher matrix.
+output (logits, classes on axis 1) against integer labels, or without labels a distance from the
+model's own float outputs to its current outputs: the KL divergence of their softmax over the last
+axis (classifiers) or the squared error (embeddings, regression: ``loss="mse"``). At the model's own
+weights such a loss has zero gradient and its Hessian is the Gauss-Newton/Fisher matrix.
 """
 
 from __future__ import annotations
@@ -63,12 +64,20 @@ def kl_to_reference(out, reference):
     return F.kl_div(F.log_softmax(first_output(out), dim=-1), reference, reduction="batchmean")
 
 
-def reference_targets(module, inputs: list[tuple]) -> list:
-    """The model's own float outputs, as softmax probabilities over the last axis (no gradient)."""
+def mse_to_reference(out, reference):
+    """Squared error of the first output to the reference, summed per sample, averaged over the batch."""
+    diff = first_output(out) - reference
+    return (diff * diff).sum() / max(diff.shape[0], 1)
+
+
+def reference_targets(module, inputs: list[tuple], probabilities: bool = True) -> list:
+    """The model's own float outputs (no gradient), as softmax probabilities over the last axis
+    when `probabilities`."""
     import torch
 
     with torch.no_grad():
-        return [torch.softmax(first_output(module(*x)), dim=-1) for x in inputs]
+        outs = [first_output(module(*x)) for x in inputs]
+    return [torch.softmax(o, dim=-1) for o in outs] if probabilities else outs
 
 
 def label_targets(module, inputs: list[tuple], labels: np.ndarray) -> list:
@@ -87,15 +96,17 @@ def label_targets(module, inputs: list[tuple], labels: np.ndarray) -> list:
 
 def onnx_sensitivities(model: onnx.ModelProto, data: dict[str, np.ndarray], labels: np.ndarray | None,
                        config: HessianConfig, batch_size: int, batches: int | None,
-                       progress: bool) -> HessianResult:
+                       progress: bool, loss: str = "kl") -> HessianResult:
     """Per-layer Hessian statistics of a prepared ONNX model on `data` (see module docstring)."""
     from onnx_hawq.calibration.onnx_to_torch import to_torch
 
     module = to_torch(model)
     inputs = split_batches(data, list(input_specs(model)), batch_size, batches)
-    if labels is None:
-        targets, loss = reference_targets(module, inputs), kl_to_reference
+    if labels is not None:
+        targets, loss_fn = label_targets(module, inputs, labels), cross_entropy
+    elif loss == "mse":
+        targets, loss_fn = reference_targets(module, inputs, probabilities=False), mse_to_reference
     else:
-        targets, loss = label_targets(module, inputs, labels), cross_entropy
-    return layer_sensitivities(module, list(zip(inputs, targets)), loss, module.layer_parameters(),
+        targets, loss_fn = reference_targets(module, inputs), kl_to_reference
+    return layer_sensitivities(module, list(zip(inputs, targets)), loss_fn, module.layer_parameters(),
                                config, progress=progress)

@@ -17,6 +17,7 @@ from onnx_hawq.model_io import check_output_path, load_data, load_model
 from onnx_hawq.plan import fingerprint
 
 log = logging.getLogger("onnx_hawq")
+LOSSES = ("kl", "mse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +28,8 @@ class SensitivityConfig(JsonConfig):
     output: str  # sensitivity JSON to write
     torch_factory: str | None = None  # "module:function" returning (model, data, loss)
     data: str | None = None  # .npz of model inputs (ONNX route)
-    labels: str | None = None  # key of integer labels in `data`; None -> KL to own outputs
+    labels: str | None = None  # key of integer labels in `data`; None -> `loss` to own outputs
+    loss: str = "kl"  # without labels: "kl" (softmax outputs, classifiers) or "mse" (embeddings, regression)
     batch_size: int = 64  # ONNX route: samples per batch
     batches: int | None = 4  # batches used (None: all)
     hessian: HessianConfig = HessianConfig()
@@ -39,6 +41,10 @@ class SensitivityConfig(JsonConfig):
             raise InputError("give exactly one of --torch MODULE:FACTORY or --data DATA.npz")
         if self.labels is not None and self.data is None:
             raise InputError("--labels needs --data (the labels are an array of the data file)")
+        if self.loss not in LOSSES:
+            raise InputError(f"--loss {self.loss!r}: use one of {', '.join(LOSSES)}")
+        if self.loss != "kl" and (self.labels is not None or self.data is None):
+            raise InputError("--loss applies to the ONNX route without --labels")
         if self.batch_size < 1 or (self.batches is not None and self.batches < 1):
             raise InputError("--batch-size and --batches must be >= 1")
 
@@ -52,7 +58,8 @@ def _compute(cfg: SensitivityConfig, model, layers) -> HessianResult:
 
     data = load_data(cfg.data, model)
     labels = None if cfg.labels is None else load_labels(cfg.data, cfg.labels, len(next(iter(data.values()))))
-    return onnx_sensitivities(model, data, labels, cfg.hessian, cfg.batch_size, cfg.batches, cfg.progress)
+    return onnx_sensitivities(model, data, labels, cfg.hessian, cfg.batch_size, cfg.batches, cfg.progress,
+                              cfg.loss)
 
 
 def sensitivity(cfg: SensitivityConfig) -> Sensitivity:

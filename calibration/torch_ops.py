@@ -189,7 +189,7 @@ def hard_swish(a: Attrs, x):
 
 _UNARY = {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Erf": torch.erf, "Sqrt": torch.sqrt,
           "Exp": torch.exp, "Log": torch.log, "Neg": torch.neg, "Abs": torch.abs,
-          "Reciprocal": torch.reciprocal, "Floor": torch.floor, "Ceil": torch.ceil}
+          "Reciprocal": torch.reciprocal, "Floor": torch.floor, "Ceil": torch.ceil, "Not": torch.logical_not}
 for _name, _fn in _UNARY.items():
     OPS[_name] = functools.partial(lambda fn, a, x: fn(x), _fn)
 
@@ -201,7 +201,8 @@ def _div(x, y):
 
 
 _BINARY = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": _div, "Pow": torch.pow,
-           "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt}
+           "Equal": torch.eq, "Less": torch.lt, "Greater": torch.gt, "And": torch.logical_and,
+           "Or": torch.logical_or}
 for _name, _fn in _BINARY.items():
     OPS[_name] = functools.partial(lambda fn, a, x, y: fn(x, y), _fn)
 
@@ -226,3 +227,20 @@ def where(a: Attrs, cond, x, y):
 @op("LRN")
 def lrn(a: Attrs, x):
     return F.local_response_norm(x, a.get("size"), a.get("alpha", 1e-4), a.get("beta", 0.75), a.get("bias", 1.0))
+
+
+@op("LayerNormalization")
+def layer_norm(a: Attrs, x, scale, bias=None):
+    """Normalize over axes [axis, rank); optional Mean / InvStdDev outputs keep the reduced axes as 1."""
+    axis = a.get("axis", -1) % x.dim()
+    dims = tuple(range(axis, x.dim()))
+    mean = x.mean(dim=dims, keepdim=True)
+    inv_std = torch.rsqrt(((x - mean) ** 2).mean(dim=dims, keepdim=True) + a.get("epsilon", 1e-5))
+    y = (x - mean) * inv_std * scale
+    y = y if bias is None else y + bias
+    return (y, mean, inv_std)[:a.n_outputs] if a.n_outputs > 1 else y
+
+
+@op("Gelu")
+def gelu(a: Attrs, x):
+    return F.gelu(x, approximate="tanh" if a.get("approximate", "none") == "tanh" else "none")

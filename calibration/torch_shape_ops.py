@@ -108,6 +108,23 @@ def gather(a: Attrs, data, indices):
     return out.reshape(tuple(data.shape[:axis]) + tuple(idx.shape) + tuple(data.shape[axis + 1:]))
 
 
+@op("GatherElements")
+def gather_elements(a: Attrs, data, indices):
+    axis = a.get("axis", 0) % data.dim()
+    idx = indices.long()
+    return torch.gather(data, axis, torch.where(idx < 0, idx + data.shape[axis], idx))
+
+
+@op("Range")
+def range_(a: Attrs, start, limit, delta):
+    return torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+
+
+@op("Tile")
+def tile(a: Attrs, x, repeats):
+    return x.repeat(ints(repeats))
+
+
 @op("Cast")
 def cast(a: Attrs, x):
     np_type = helper.tensor_dtype_to_np_dtype(a.get("to", TensorProto.FLOAT))

@@ -19,11 +19,15 @@ class QNode:
     """A node (plus a fused Relu) that runs on quantized tensors."""
 
     node: onnx.NodeProto
-    kind: str  # conv | gemm | matmul | add | gap | pass | relu
+    kind: str  # conv | gemm | matmul | matmul_float | add | gap | pass | relu
     out: str  # float tensor this node's quantized output stands for
     inputs: list[str]  # float tensors it reads in quantized form
     fused: onnx.NodeProto | None = None
     layer: Layer | None = None
+
+    def quantized_out(self) -> list[str]:
+        """The output tensor if this node writes it quantized (not for float-output layers)."""
+        return [] if self.kind == "matmul_float" else [self.out]
 
 
 @dataclasses.dataclass
@@ -49,7 +53,7 @@ def _kind(node, layer_by_node, consts, shapes) -> str | None:
             return None
         return LAYER_KINDS[node.op_type]
     if node.op_type == "Add" and len(node.input) == 2 and not any(i in consts for i in node.input):
-        return "add"
+        return "add"  # kept only when an input comes quantized (see annotate)
     if node.op_type == "GlobalAveragePool" or _is_global_mean(node, consts, shapes):
         return "gap"
     return None
@@ -88,6 +92,7 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
     outputs = {o.name for o in g.output}
     layer_by_node = {l.node_name: l for l in layers}
     qnodes, quantized, fused_ids, inherit, float_ops = [], set(), set(), {}, []
+    produced: set[str] = set()  # outputs of integer nodes so far
     for node in g.node:
         if id(node) in fused_ids:
             continue
@@ -98,6 +103,8 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
                 kind, data = "pass", [node.input[0]]
             elif node.op_type == "Relu":
                 kind, data = "relu", [node.input[0]]
+        if kind == "add" and not any(i in produced for i in data):
+            kind = None  # both inputs float: quantizing would only add error (transformer residuals)
         if kind is None:
             float_ops.append(node.op_type)
             continue
@@ -108,18 +115,31 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         qn = QNode(node, kind, out, data, fused, layer_by_node.get(node.name))
         qnodes.append(qn)
         quantized.update([out, *data])
+        produced.add(out)
         if kind in ("pass", "relu"):
             inherit[out] = data[0]
+    _mark_float_outputs(qnodes)
     tbits = _tensor_bits(qnodes, bits, default, inherit)
-    roots = [t for t in dict.fromkeys(t for q in qnodes for t in [*q.inputs, q.out]) if t not in inherit]
+    roots = [t for t in dict.fromkeys(t for q in qnodes for t in [*q.inputs, *q.quantized_out()])
+             if t not in inherit]
     return Annotation(qnodes, tbits, roots, inherit, sorted(set(float_ops)))
+
+
+def _mark_float_outputs(qnodes: list[QNode]) -> None:
+    """MatMul layers whose output no integer node reads keep a float output: requantizing it to
+    8 bits would only add error (transformer projections feed float bias Adds and LayerNorms)."""
+    read = {t for q in qnodes for t in q.inputs}
+    for q in qnodes:
+        if q.kind == "matmul" and q.fused is None and q.out not in read:
+            q.kind = "matmul_float"
 
 
 def _tensor_bits(qnodes, bits, default, inherit) -> dict[str, int]:
     """A tensor takes the most bits any integer consumer asks for (plan default otherwise)."""
     out: dict[str, int] = {}
     for q in reversed(qnodes):
-        out.setdefault(q.out, 8)  # no integer consumer: dequantized at 8 bits
+        if q.quantized_out():
+            out.setdefault(q.out, 8)  # no integer consumer: dequantized at 8 bits
         for t in q.inputs:
             want = bits[q.layer.name].a_bits if q.layer is not None else default.a_bits
             if q.kind in ("pass", "relu"):

@@ -66,10 +66,22 @@ class QuantContext:
         b32 = qparams.bias_int32(bias, x.scale, scales, len(w))
         return LayerWeights(np.moveaxis(q, 0, layer.out_axis), scales, mult, b32, exact, qmax)
 
+    def float_out_weights(self, qn: QNode) -> LayerWeights:
+        """A float-output layer's weights at the ideal per-channel scales (no requantization, so no
+        dyadic snapping); `multipliers` are the dequantization factors x_scale * w_scale."""
+        x = self.params[qn.inputs[0]]
+        w = np.moveaxis(self.consts[qn.layer.weight].astype(np.float32), qn.layer.out_axis, 0)
+        qmax = weight_qmax(self.bits[qn.layer.name].w_bits, x.bits)
+        scales = channel_scales(w, qmax).astype(np.float32)
+        q = quantize_weight(w, scales.astype(np.float64), qmax)
+        mult = (np.float64(x.scale) * scales.astype(np.float64)).astype(np.float32)
+        return LayerWeights(np.moveaxis(q, 0, qn.layer.out_axis), scales, mult, np.zeros(len(w), np.int32),
+                            np.zeros(len(w), bool), qmax)
+
     def record(self, node: onnx.NodeProto, qn: QNode, **fields) -> None:
         """Attach hawq.* metadata to `node` and keep a report row."""
         row = {"node": node.name, "op": node.op_type, "float_op": qn.node.op_type, "output": qn.out,
-               "a_bits_out": self.params[qn.out].bits, **fields}
+               "a_bits_out": self.params[qn.out].bits if qn.quantized_out() else None, **fields}
         if qn.layer is not None:
             row["layer"] = qn.layer.name
         for key, value in row.items():

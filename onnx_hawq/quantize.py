@@ -18,15 +18,15 @@ from onnx_hawq.model_io import fixed_batch
 from onnx_hawq.plan import Plan
 from onnx_hawq.qcontext import MS, QuantContext
 from onnx_hawq.qparams import TensorQ, activation_params
-from onnx_hawq.transforms import q_add, q_conv, q_gap, q_gemm, q_matmul, q_passthrough
+from onnx_hawq.transforms import q_add, q_conv, q_gap, q_gemm, q_matmul, q_matmul_float, q_passthrough
 from onnx_hawq.transforms.graph import Graph
 from onnx_hawq.transforms.prepare import prepare_model
 from onnx_hawq.transforms.q_boundary import dequantize_output, quantize_input
 
 log = logging.getLogger("onnx_hawq")
 
-RULES = {r.kind: r for r in (q_conv.RULE, q_gemm.RULE, q_matmul.RULE, q_add.RULE, q_gap.RULE,
-                             q_passthrough.PASS_RULE, q_passthrough.RELU_RULE)}
+RULES = {r.kind: r for r in (q_conv.RULE, q_gemm.RULE, q_matmul.RULE, q_matmul_float.RULE, q_add.RULE,
+                             q_gap.RULE, q_passthrough.PASS_RULE, q_passthrough.RELU_RULE)}
 IR_VERSION = 10  # node metadata_props
 
 

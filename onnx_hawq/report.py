@@ -32,7 +32,7 @@ def _layer_row(node, meta) -> dict:
     return {"layer": meta.get("layer", node.name), "op": node.op_type, "w_bits": meta["w_bits"],
             "a_bits_in": meta.get("a_bits_in"), "a_bits_out": meta.get("a_bits_out"), "form": meta.get("form"),
             "exact": meta.get("exact"), "params": meta.get("params", 0), "size_bytes": meta.get("size_bytes", 0),
-            "w_scale_range": meta.get("w_scale_range"), "dyadic_first": meta.get("dyadic", [[None, None]])[0],
+            "w_scale_range": meta.get("w_scale_range"), "dyadic_first": (meta.get("dyadic") or [[None, None]])[0],
             "relu": meta.get("relu", False)}
 
 
@@ -52,6 +52,8 @@ def build_report(model: onnx.ModelProto) -> dict:
     floats = _float_tensors(model)
     for node in model.graph.node:
         meta = node_meta(node)
+        if meta.get("role") == "dequantize":  # Cast/Mul after a float-output layer
+            continue
         if not meta:
             if node.op_type != "DequantizeLinear" and any(o in floats for o in node.output):
                 float_ops.append(node.op_type)
@@ -67,9 +69,13 @@ def build_report(model: onnx.ModelProto) -> dict:
     params = sum(r["params"] for r in layers)
     totals = {"layers": len(layers), "size_bytes": size, "fp32_size_bytes": 4 * params,
               "compression": round(4 * params / size, 3) if size else None,
-              "all_exact": all(bool(r["exact"]) for r in layers)}
+              "all_exact": all(bool(r["exact"]) for r in layers if r["exact"] is not None)}
     return {"kind": KIND, "version": VERSION, "layers": layers, "nodes": nodes, "totals": totals,
             "float_ops": sorted(set(float_ops))}
+
+
+def _exact_label(exact) -> str:
+    return "float" if exact is None else str(bool(exact))  # None: float output, nothing requantized
 
 
 def format_table(report: dict) -> str:
@@ -78,11 +84,13 @@ def format_table(report: dict) -> str:
     lines = [head, "-" * len(head)]
     for r in report["layers"]:
         lines.append(f"{r['layer'][:32]:<32} {r['op']:<13} {r['w_bits']:>2} {str(r['a_bits_in']):>4} "
-                     f"{str(r['form']):<16} {str(bool(r['exact'])):<5} {r['size_bytes']:>9}")
+                     f"{str(r['form']):<16} {_exact_label(r['exact']):<5} {r['size_bytes']:>9}")
     t = report["totals"]
     lines.append("-" * len(head))
     lines.append(f"{t['layers']} layers, {t['size_bytes']} bytes (fp32 {t['fp32_size_bytes']}, "
-                 f"{t['compression']}x smaller), all requantizations exact: {t['all_exact']}")
+                 f"{t['compression']}x smaller), all requantizations exact: {t['all_exact']}"
+                 + (" ('float': layer output stays float, no requantization)"
+                    if any(r["exact"] is None for r in report["layers"]) else ""))
     if report["float_ops"]:
         lines.append("kept in float: " + ", ".join(report["float_ops"]))
     return "\n".join(lines)

@@ -104,6 +104,7 @@ def bad_files(tmp_path):
     ([MODEL], "give exactly one of --torch"),
     ([MODEL, "--data", "{calib}", "--torch", "{factory}:hawq_factory"], "give exactly one of --torch"),
     ([MODEL, "--torch", "{factory}:hawq_factory", "--labels", "label"], "--labels needs --data"),
+    ([MODEL, "--data", "{tmp}/float_labels.npz", "--labels", "label", "--loss", "mse"], "--loss applies to"),
 ])
 def test_bad_input_is_exit_2_and_writes_nothing(bad_files, capsys, args, message):
     fill = {"calib": str(SAMPLES / "digits_calib.npz"), "tmp": str(bad_files),

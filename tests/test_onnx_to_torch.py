@@ -104,6 +104,22 @@ CASES = {
         [N("Softmax", ["x"], ["y"], axis=1), N("Unsqueeze", ["y"], ["u"], axes=[0, 3]),
          N("Squeeze", ["u"], ["v"], axes=[0])],
         [("x", [2, 3, 4])], [("v", None)], [], 11),
+    "transformer_ops": (
+        [N("LayerNormalization", ["x", "s", "b"], ["ln", "mu", "isd"], axis=-1, epsilon=1e-3),
+         N("LayerNormalization", ["x", "s2"], ["ln2"], axis=1),
+         N("GatherElements", ["x", "gi"], ["ge"], axis=2),
+         N("Range", ["r0", "r1", "r2"], ["rg"]), N("Add", ["ge", "rg"], ["gr"]),
+         N("Tile", ["gr", "rep"], ["ti"]),
+         N("Greater", ["x", "zf"], ["pos"]), N("Less", ["x", "half"], ["small"]), N("And", ["pos", "small"], ["mid"]),
+         N("Not", ["mid"], ["out"]), N("Or", ["out", "pos"], ["any"]), N("Where", ["any", "x", "zf"], ["wh"])],
+        [("x", [2, 3, 4])], [("ln", None), ("mu", None), ("isd", None), ("ln2", None), ("ti", None), ("wh", None)],
+        [("s", w(4)), ("b", w(4)), ("s2", w(3, 4)),
+         ("gi", np.int64([[[0, -1, 2, 1], [3, 1, -4, 0], [2, 2, 0, -2]]] * 2)),
+         ("r0", np.float32(0.5)), ("r1", np.float32(3.6)), ("r2", np.float32(1.0)), ("rep", np.int64([1, 2, 2])),
+         ("zf", np.float32(0.0)), ("half", np.float32(0.5))]),
+    "gelu_opset20": (
+        [N("Gelu", ["x"], ["a"]), N("Gelu", ["x"], ["b"], approximate="tanh")],
+        [("x", [2, 3, 4])], [("a", None), ("b", None)], [], 20),
 }
 
 

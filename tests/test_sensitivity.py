@@ -234,3 +234,22 @@ def test_sensitivity_file_refused_for_another_model(digits, tmp_path):
     other = list(layers[:-1]) + [dataclasses.replace(layers[-1], weight_shape=(10, 16))]
     with pytest.raises(InputError, match="another model"):
         loaded.check_model(other)
+
+
+def test_mse_loss_trace_matches_the_gauss_newton_trace():
+    """Without labels, --loss mse on an embedding output: for y = x @ W the Hessian of
+    sum((y - y_ref)^2) / B is 2/B * x^T x (x) I, so its trace is 2/B * out * sum ||x_b||^2
+    (reported per parameter)."""
+    from onnx import helper, numpy_helper
+
+    r = np.random.default_rng(3)
+    w, x = r.normal(size=(6, 4)).astype(np.float32), r.normal(size=(32, 6)).astype(np.float32)
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="proj")], "emb",
+                          [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None, 6])],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 4])],
+                          [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    res = onnx_sensitivities(model, {"x": x}, None, HessianConfig(max_iter=400, tol=1e-9), 32, 1, False, loss="mse")
+    (est,) = res.layers.values()
+    exact = 2 / 32 * 4 * float((x.astype(np.float64) ** 2).sum()) / w.size
+    assert abs(est.trace - exact) <= 4 * est.stderr and est.stderr < 0.1 * exact

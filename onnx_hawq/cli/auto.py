@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet, model_argument, progress,
-                                   threshold_options, verbosity)
+from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet, loss_option, model_argument,
+                                   progress, threshold_options, verbosity)
 
 
 @click.command("auto")
@@ -15,6 +15,7 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @click.option("--data", required=True, type=click.Path(dir_okay=False),
               help="Held-out samples for validation (.npz).")
 @click.option("--labels", metavar="KEY", help="Integer class labels in the --data file: report accuracy.")
+@loss_option
 @click.option("--max-size", default="50%", show_default=True,
               help="Size budget: N% of the way from the all-lowest-bits model (e.g. all 4-bit) to the all-8-bit "
                    "model (HAWQ-V3's total_4bit + α·(total_8bit − total_4bit)), or a size such as 40KB.")
@@ -37,14 +38,14 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for every artefact (created if missing).")
 @verbosity
-def command(model, calib, data, labels, max_size, bits, act_bits, pin, tie_residual, max_iter, tol, seed,
+def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie_residual, max_iter, tol, seed,
             threads, batch_size, min_sqnr, min_cosine, min_top1_agreement, max_accuracy_drop, backends,
             no_layerwise, output):
     """Quantize MODEL with Hessian-aware mixed precision under --max-size and validate it; exit 1 if the gate fails.
 
     Writes into -o: sensitivity.json/.png, plan.json, MODEL.quant.onnx, quantize.json, validation.json,
-    layers.png and auto.json. The Hessian uses the KL divergence to the model's own outputs on --calib
-    (no labels needed), one block Hessian-vector product per layer and vector.
+    layers.png and auto.json. The Hessian uses --loss to the model's own outputs on --calib (no labels
+    needed), one block Hessian-vector product per layer and vector.
     """
     import dataclasses
 
@@ -60,7 +61,8 @@ def command(model, calib, data, labels, max_size, bits, act_bits, pin, tie_resid
     hessian = dataclasses.replace(AUTO_HESSIAN, max_iter=max_iter, tol=tol, seed=seed,
                                   min_iter=min(AUTO_HESSIAN.min_iter, max_iter))
     cfg = AutoConfig(model=model, calib=calib, data=data, output=output, max_size=parse_limit("size", max_size),
-                     labels=labels, bits=parse_bits(bits, "--bits"), act_bits=parse_bits(act_bits, "--act-bits"),
+                     labels=labels, loss=loss, bits=parse_bits(bits, "--bits"),
+                     act_bits=parse_bits(act_bits, "--act-bits"),
                      pins=tuple(parse_pin(p) for p in pin), tie_residual=tie_residual, hessian=hessian,
                      threads=threads, options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends)),
                      thresholds=thresholds)

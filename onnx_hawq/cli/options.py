@@ -108,6 +108,13 @@ def hessian_options(f):
     return f
 
 
+def loss_option(f):
+    """--loss: the label-free Hessian loss of the ONNX route."""
+    return click.option("--loss", type=click.Choice(["kl", "mse"]), default="kl", show_default=True,
+                        help="Without labels, the distance to the model's own float outputs: kl for classifier "
+                             "logits, mse for embeddings or regression outputs.")(f)
+
+
 def threshold_options(f):
     """The validation gate: --min-sqnr, --min-cosine, --min-top1-agreement, --max-accuracy-drop
     (each a number, or 'none' to switch the check off)."""

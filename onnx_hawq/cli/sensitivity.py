@@ -7,7 +7,8 @@ import click
 from onnx_hawq.calibration.hessian import HessianConfig
 from onnx_hawq.calibration.run import SensitivityConfig, run_sensitivity
 from onnx_hawq.calibration.sensitivity_file import Sensitivity
-from onnx_hawq.cli.options import data_option, hessian_options, is_quiet, model_argument, output_option, verbosity
+from onnx_hawq.cli.options import (data_option, hessian_options, is_quiet, loss_option, model_argument,
+                                   output_option, verbosity)
 
 
 def summary(sens: Sensitivity) -> str:
@@ -26,19 +27,21 @@ def summary(sens: Sensitivity) -> str:
 @click.option("--torch", "torch_factory", metavar="MODULE:FACTORY",
               help="PyTorch route: FACTORY() in MODULE (dotted name or .py path) returns (model, data, loss).")
 @data_option(required=False, help_text="ONNX route: input samples (.npz, arrays named after the model inputs).")
-@click.option("--labels", metavar="KEY", help="Integer class labels in the --data file (default: KL to own outputs).")
+@click.option("--labels", metavar="KEY",
+              help="Integer class labels in the --data file (default: --loss to own outputs).")
+@loss_option
 @hessian_options
 @output_option("Sensitivity file to write (JSON).")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a per-layer bar plot (PNG).")
 @verbosity
-def command(model, torch_factory, data, labels, method, max_iter, tol, eigen_iter, eigen_tol, batches,
+def command(model, torch_factory, data, labels, loss, method, max_iter, tol, eigen_iter, eigen_tol, batches,
             batch_size, seed, blocks, max_seconds, output, plot):
     """Estimate each layer's Hessian sensitivity of MODEL (the ONNX file names the layers)."""
     hessian = HessianConfig(method=method, max_iter=max_iter, tol=tol, min_iter=min(10, max_iter),
                             eigen_iter=eigen_iter, eigen_tol=eigen_tol, seed=seed, blocks=blocks,
                             max_seconds=max_seconds)
     cfg = SensitivityConfig(model=model, output=output, torch_factory=torch_factory, data=data, labels=labels,
-                            batch_size=batch_size, batches=batches, hessian=hessian, plot=plot,
+                            loss=loss, batch_size=batch_size, batches=batches, hessian=hessian, plot=plot,
                             progress=not is_quiet())
     sens = run_sensitivity(cfg)
     if not is_quiet():

@@ -42,6 +42,7 @@ class AutoConfig(JsonConfig):
     output: str  # folder for every artefact
     max_size: Limit
     labels: Optional[str] = None  # key of class labels in `data`
+    loss: str = "kl"  # label-free Hessian loss: kl (classifiers) | mse (embeddings, regression)
     bits: tuple[int, ...] = (4, 8)
     act_bits: tuple[int, ...] = (8,)
     pins: tuple[Pin, ...] = ()
@@ -149,8 +150,9 @@ def sensitivity_stage(cfg: AutoConfig, art: Artefacts, show_progress: bool) -> N
 
     with torch_threads(cfg.threads):
         run_sensitivity(SensitivityConfig(
-            model=cfg.model, output=str(art.sensitivity), data=cfg.calib, batch_size=cfg.sens_batch_size,
-            batches=cfg.sens_batches, hessian=cfg.hessian, plot=str(art.sensitivity_png),
+            model=cfg.model, output=str(art.sensitivity), data=cfg.calib, loss=cfg.loss,
+            batch_size=cfg.sens_batch_size, batches=cfg.sens_batches, hessian=cfg.hessian,
+            plot=str(art.sensitivity_png),
             progress=show_progress))
 
 

@@ -2,7 +2,7 @@
 
 Every node onnx-hawq emits carries ``hawq.output``: the tensor T of the prepared float graph it
 stands for. Its quantized value is ``T_quantized`` (uint8) with scale ``T_scale`` and zero point
-``T_zero_point``. Two errors are measured per node:
+``T_zero_point``; a float-output layer (``hawq.float_output``) writes T itself. Two errors are measured per node:
 
 * accumulated: T_quantized of the full quantized run vs T of the float run (what the model sees);
 * local: the node alone (with its Clip or requantization chain), fed the float run's inputs quantized
@@ -51,10 +51,10 @@ class QuantTensor:
     scale: float
     zero_point: int
     inputs: tuple[QuantInput, ...] = ()  # empty: no local run possible
+    float_out: bool = False  # the node writes T in float (qname == float_name)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
-        return dequantize_linear(q, self.scale, self.zero_point)
-
+        return q.astype(np.float32) if self.float_out else dequantize_linear(q, self.scale, self.zero_point)
 
 
 
@@ -102,6 +102,11 @@ def quant_tensors(model: onnx.ModelProto) -> list[QuantTensor]:
         tensor = meta.get("output")
         if not isinstance(tensor, str) or tensor in seen:
             continue
+        if meta.get("float_output") and tensor in producers:
+            seen.add(tensor)
+            out.append(QuantTensor(node.name, node.op_type, str(meta.get("layer", node.name)), bits_label(meta),
+                                   tensor, tensor, 1.0, 0, _data_inputs(node, producers, inits), float_out=True))
+            continue
         qname = tensor + QSUFFIX
         scale, zp = _scalar(inits, f"{tensor}_scale"), _scalar(inits, f"{tensor}_zero_point")
         if qname not in producers or scale is None or zp is None:
@@ -132,7 +137,7 @@ def _subgraph(model: onnx.ModelProto, qt: QuantTensor) -> list[onnx.NodeProto] |
 
 
 def local_model(model: onnx.ModelProto, qt: QuantTensor) -> onnx.ModelProto | None:
-    """A model of `qt`'s node alone: uint8 inputs in, T_quantized out (None when not extractable)."""
+    """A model of `qt`'s node alone: uint8 inputs in, T_quantized (or float T) out; None when not extractable."""
     nodes = _subgraph(model, qt) if qt.inputs else None
     if nodes is None:
         return None
@@ -141,7 +146,8 @@ def local_model(model: onnx.ModelProto, qt: QuantTensor) -> onnx.ModelProto | No
     u8 = onnx.TensorProto.UINT8
     graph = helper.make_graph(nodes, f"local_{qt.label}", [helper.make_tensor_value_info(i.name, u8, None)
                                                             for i in qt.inputs],
-                              [helper.make_tensor_value_info(qt.qname, u8, None)], inits)
+                              [helper.make_tensor_value_info(qt.qname, onnx.TensorProto.FLOAT if qt.float_out else u8,
+                                                             None)], inits)
     sub = helper.make_model(graph, opset_imports=list(model.opset_import))
     sub.ir_version = model.ir_version
     return sub

@@ -39,15 +39,26 @@ def test_four_bit_activations_get_a_clip():
     assert int(ReferenceRunner(q).run(["x_quantized"], {"x": x})[0].max()) <= 15
 
 
-def test_gemm_becomes_qgemm_and_matmul_becomes_qlinearmatmul():
+def test_gemm_becomes_qgemm_and_matmul_relu_becomes_qlinearmatmul():
     r = rng(6)
     inits = {"w": r.normal(size=(5, 16)).astype(np.float32), "b": r.normal(size=5).astype(np.float32),
              "m": r.normal(size=(5, 7)).astype(np.float32)}
     nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["g"], name="fc", transB=1),
-             helper.make_node("MatMul", ["g", "m"], ["y"], name="mm")]
+             helper.make_node("MatMul", ["g", "m"], ["h"], name="mm"), helper.make_node("Relu", ["h"], ["y"])]
     model = make_model(nodes, [("x", [None, 16])], [("y", None)], inits)
     x = r.normal(size=(32, 16)).astype(np.float32)
     _check(model, x, ["QuantizeLinear", "QGemm", "QLinearMatMul", "DequantizeLinear"])
+
+
+def test_add_of_two_float_inputs_stays_float():
+    """An Add whose inputs both come from float ops gains nothing from QLinearAdd, only error."""
+    r = rng(10)
+    inits = {"w": r.normal(size=(3, 3, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], axis=1), helper.make_node("Add", ["s", "x"], ["a"]),
+             helper.make_node("Conv", ["a", "w"], ["c"], name="c"), helper.make_node("Add", ["c", "a"], ["y"])]
+    model = make_model(nodes, [("x", [None, 3, 4, 4])], [("y", None)], inits)
+    x = r.normal(size=(8, 3, 4, 4)).astype(np.float32)
+    _check(model, x, ["Softmax", "Add", "QuantizeLinear", "QLinearConv", "QLinearAdd", "DequantizeLinear"])
 
 
 def test_residual_add_relu_pool_chain():
