@@ -36,7 +36,7 @@ def _layer_row(node, meta) -> dict:
             "relu": meta.get("relu", False)}
 
 
-def _float_tensors(model: onnx.ModelProto) -> set[str]:
+def float_tensors(model: onnx.ModelProto) -> set[str]:
     """Names of float32 tensors (by shape inference): nodes producing them ran in float."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
@@ -46,10 +46,31 @@ def _float_tensors(model: onnx.ModelProto) -> set[str]:
     return {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
 
 
+# float ops that only move or select values: they round nothing
+MOVEMENT = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat", "Slice", "Gather",
+            "GatherElements", "Split", "Expand", "MaxPool", "Shape", "ConstantOfShape", "Cast", "Where", "Equal",
+            "Pad", "Tile", "QuantizeLinear", "DequantizeLinear"}
+
+
+def float_rounding(model: onnx.ModelProto) -> tuple[set[str], tuple[str, ...]]:
+    """(tensors computed from float arithmetic outside onnx-hawq's integer nodes, the op types doing it).
+
+    Backends round such float ops (LayerNormalization, Softmax, ...) differently in the last ulp, so
+    those tensors, and every quantized value derived from them, cannot be compared bit for bit."""
+    floats = float_tensors(model)
+    tainted, ops = set(), set()
+    for node in model.graph.node:  # topological order (quantize sorts its output)
+        rounding = node.op_type not in MOVEMENT and not node_meta(node) and any(o in floats for o in node.output)
+        if rounding or any(i in tainted for i in node.input):
+            tainted.update(o for o in node.output if o)
+            ops.update([node.op_type] if rounding else [])
+    return tainted, tuple(sorted(ops))
+
+
 def build_report(model: onnx.ModelProto) -> dict:
     """Per-layer and per-node rows plus totals, from a model onnx-hawq produced."""
     layers, nodes, float_ops = [], [], []
-    floats = _float_tensors(model)
+    floats = float_tensors(model)
     for node in model.graph.node:
         meta = node_meta(node)
         if meta.get("role") == "dequantize":  # Cast/Mul after a float-output layer

@@ -101,7 +101,16 @@ def run_vm(vm, model: onnx.ModelProto, feeds: dict[str, np.ndarray], device) -> 
     args = [tvm.runtime.tensor(np.ascontiguousarray(feeds[name]), device) for name in input_specs(model)]
     out = vm["main"](*args)
     items = [out] if hasattr(out, "numpy") else list(out)
-    return [o.numpy() for o in items]
+    return [_to_numpy(o) for o in items]
+
+
+def _to_numpy(value) -> np.ndarray:
+    """A VM result -> numpy; shape computations come back as shape tuples or plain ints."""
+    if hasattr(value, "numpy"):
+        return value.numpy()
+    if isinstance(value, (int, np.integer)):
+        return np.array(value, np.int64)
+    return np.array([int(v) for v in value], np.int64)
 
 
 def run_tvm(model: onnx.ModelProto, feeds: dict[str, np.ndarray], target: str = "llvm") -> list[np.ndarray]:

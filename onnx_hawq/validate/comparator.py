@@ -4,8 +4,8 @@ One object serves the CLI, `auto` and the tests. onnxruntime runs both models; p
 accumulates SQNR, cosine, abs errors and top-1 agreement (plus accuracy against labels). With
 ``layerwise`` it also exposes every integer node's output (see `layerwise`), and every extra
 backend's results are compared with onnxruntime's element by element (bit exactness) on every
-integer tensor and every DequantizeLinear output; float islands are left out (float ops round
-differently in numpy and onnxruntime).
+8/32-bit integer tensor and every DequantizeLinear output; float islands, and whatever is computed from
+their values, are left out (float ops round differently in numpy, TVM and onnxruntime).
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ import numpy as np
 import onnx
 
 from onnx_hawq.errors import InputError
+from onnx_hawq.report import float_rounding
 from onnx_hawq.model_io import batches, fixed_batch
 from onnx_hawq.validate import layerwise as lw
 from onnx_hawq.validate.backends import load_backend
 from onnx_hawq.validate.config import CompareOptions
 from onnx_hawq.validate.metrics import (Counter, Mismatch, MismatchStats, TensorMetrics, TensorStats,
-                                        is_classifier)
+                                        is_classifier, sample_cosines)
 
 log = logging.getLogger("onnx_hawq")
 
@@ -76,6 +77,9 @@ class Comparison:
     accuracy: Optional[Accuracy] = None
     layers: tuple[LayerResult, ...] = ()
     backends: dict[str, dict[str, Mismatch]] = dataclasses.field(default_factory=dict)
+    not_compared: int = 0  # integer tensors derived from float arithmetic (not comparable bit for bit)
+    float_rounding: tuple[str, ...] = ()  # the float op types responsible
+    backend_cosine: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # such outputs
 
 
 def output_pairs(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> list[tuple[str, str]]:
@@ -99,6 +103,9 @@ def dequantized(model: onnx.ModelProto) -> set[str]:
     return {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
 
 
+QUANT_DTYPES = (np.uint8, np.int8, np.int32)  # quantized values and accumulators; int64 is shape arithmetic
+
+
 class Comparator:
     """Float vs quantized in onnxruntime (+ extra backends vs onnxruntime), batch by batch."""
 
@@ -119,15 +126,20 @@ class Comparator:
         graph_inputs = {i.name for i in float_model.graph.input}
         self.float_names = list(dict.fromkeys([f for f, _ in self.pairs] + [
             n for n in lw.float_names(self.tensors) if n not in graph_inputs]))
-        self.compared = backend_tensors(quant_model) if options.extra_backends else []
+        tainted, self.float_rounding = float_rounding(quant_model)
+        every = backend_tensors(quant_model) if options.extra_backends else []
+        self.compared = [t for t in every if t not in tainted]
+        self.not_compared = len(every) - len(self.compared)
+        self.approx = [q for _, q in self.pairs if q in tainted] if options.extra_backends else []
+        self.fetched = list(dict.fromkeys(self.compared + self.approx))
         self.quant_names = list(dict.fromkeys([q for _, q in self.pairs] + [t.qname for t in self.tensors]
-                                              + self.compared))
+                                              + self.fetched))
         ort = load_backend("ort")
         self.float_run = ort(float_model, self.float_names)
         self.quant_run = ort(quant_model, self.quant_names)
         self.locals = {t.qname: ort(m, [t.qname]) for t in self.tensors
                        if (m := lw.local_model(quant_model, t)) is not None}
-        self.extra = {b: load_backend(b)(quant_model, self.compared) for b in options.extra_backends}
+        self.extra = {b: load_backend(b)(quant_model, self.fetched) for b in options.extra_backends}
         self.dequantized = dequantized(quant_model)
 
     def run(self, data: dict[str, np.ndarray], labels: np.ndarray | None = None,
@@ -155,10 +167,19 @@ class Comparator:
             if t.qname in self.locals:
                 (local,) = self.locals[t.qname](lw.local_feeds(t, values))
                 acc.local[t.qname].add(fv[t.float_name], t.dequantize(local), t.float_name)
+        self._backends(acc, feeds, qv)
+
+    def _backends(self, acc: "_Accumulators", feeds: dict, qv: dict) -> None:
+        """Extra backends vs onnxruntime: bit for bit where possible, else outputs by cosine."""
+        compared = set(self.compared)
         for name, run in self.extra.items():
-            for tensor, value in zip(self.compared, run(feeds)):
-                if qv[tensor].dtype.kind in "iu" or tensor in self.dequantized:
+            for tensor, value in zip(self.fetched, run(feeds)):
+                if tensor in compared and (qv[tensor].dtype in QUANT_DTYPES or tensor in self.dequantized):
                     acc.mismatch[name].setdefault(tensor, MismatchStats()).add(qv[tensor], value)
+                if tensor in self.approx:
+                    cos = float(sample_cosines(qv[tensor].astype(np.float64), value.astype(np.float64)).min())
+                    worst = acc.backend_cos[name]
+                    worst[tensor] = min(worst.get(tensor, 1.0), cos)
 
 
 class _Accumulators:
@@ -172,6 +193,7 @@ class _Accumulators:
         self.layers = {t.qname: TensorStats() for t in comp.tensors}
         self.local = {t.qname: TensorStats() for t in comp.tensors}
         self.mismatch: dict[str, dict[str, MismatchStats]] = {b: {} for b in comp.extra}
+        self.backend_cos: dict[str, dict[str, float]] = {b: {} for b in comp.extra}
 
     def add_output(self, name: str, ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> None:
         self.outputs[name].add(ref, test, f"output {name}")
@@ -199,4 +221,6 @@ class _Accumulators:
                   for k, t in enumerate(self.comp.tensors)]
         layers.sort(key=lambda r: r.rank_key)
         backends = {b: {t: s.result() for t, s in m.items()} for b, m in self.mismatch.items()}
-        return Comparison(samples, outputs, accuracy, tuple(layers), backends)
+        skipped = (self.comp.not_compared, self.comp.float_rounding) if backends else (0, ())
+        cosines = {b: c for b, c in self.backend_cos.items() if c}
+        return Comparison(samples, outputs, accuracy, tuple(layers), backends, *skipped, cosines)

@@ -45,3 +45,18 @@ def test_backend_builds_once_and_exposes_intermediate_tensors():
         got, want = run(x), run_ort(expose(model, ["h"]), x, ["h", "y"])
         assert all(np.array_equal(g, w) for g, w in zip(got, want))
     np.testing.assert_array_equal(run_tvm(model, x)[0], want[1])
+
+
+def test_shape_values_come_back_as_int64_arrays():
+    """Shape computations return TVM shape tuples or ints; the backend hands them out as numpy."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i"], ["n"], axis=0),
+             helper.make_node("Relu", ["x"], ["y"])]
+    model = typed_model(nodes, [("x", TensorProto.FLOAT, ["b", 3])], [("y", TensorProto.FLOAT, ["b", 3])],
+                        {"i": np.int64(0)})
+    x = {"x": np.ones((4, 3), np.float32)}
+    got = tvm_backend(model, ["s", "n", "y"])(x)
+    want = run_ort(expose(model, ["s", "n"]), x, ["s", "n", "y"])
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w)
