@@ -95,9 +95,10 @@ def align_gap(px: TensorQ, py: TensorQ, n: int) -> tuple[TensorQ, bool]:
     return py, False
 
 
-def _free(qn_by_out: dict, consumers: dict, tensor: str) -> bool:
+def _free(qn_by_out: dict, consumers: dict, tensor: str, pinned: set[str] = frozenset()) -> bool:
     producer = qn_by_out.get(tensor)
-    return producer is not None and producer.kind in ("conv", "gemm", "matmul") and consumers.get(tensor, 0) == 1
+    return (producer is not None and producer.kind in ("conv", "gemm", "matmul") and consumers.get(tensor, 0) == 1
+            and tensor not in pinned)
 
 
 def align(ann: Annotation, params: dict[str, TensorQ], spatial: dict[str, int]) -> dict[str, bool]:
@@ -107,19 +108,20 @@ def align(ann: Annotation, params: dict[str, TensorQ], spatial: dict[str, int]) 
     for q in ann.qnodes:
         for t in q.inputs:
             consumers[t] = consumers.get(t, 0) + 1
+    pinned = {t for group in ann.shared for t in group}  # Concat members keep their shared quantizer
     exact = {}
     for q in ann.qnodes:
         if q.kind == "add":
-            exact[q.out] = _align_one_add(q, params, qn_by_out, consumers)
+            exact[q.out] = _align_one_add(q, params, qn_by_out, consumers, pinned)
         elif q.kind == "gap" and q.inputs[0] in spatial:
             params[q.out], exact[q.out] = align_gap(params[q.inputs[0]], params[q.out], spatial[q.inputs[0]])
     return exact
 
 
-def _align_one_add(q: QNode, params, qn_by_out, consumers) -> bool:
+def _align_one_add(q: QNode, params, qn_by_out, consumers, pinned) -> bool:
     a, b = q.inputs
-    if not _free(qn_by_out, consumers, b) and _free(qn_by_out, consumers, a):
+    if not _free(qn_by_out, consumers, b, pinned) and _free(qn_by_out, consumers, a, pinned):
         a, b = b, a
-    pb, pc, ok = align_add(params[a], params[b], params[q.out], _free(qn_by_out, consumers, b))
+    pb, pc, ok = align_add(params[a], params[b], params[q.out], _free(qn_by_out, consumers, b, pinned))
     params[b], params[q.out] = pb, pc
     return ok

@@ -19,7 +19,7 @@ class QNode:
     """A node (plus a fused Relu) that runs on quantized tensors."""
 
     node: onnx.NodeProto
-    kind: str  # conv | gemm | matmul | matmul_float | add | gap | pass | relu
+    kind: str  # conv | gemm | matmul | matmul_float | add | concat | gap | pass | relu
     out: str  # float tensor this node's quantized output stands for
     inputs: list[str]  # float tensors it reads in quantized form
     fused: onnx.NodeProto | None = None
@@ -37,6 +37,7 @@ class Annotation:
     roots: list[str]  # tensors whose params come from calibration (others inherit)
     inherit: dict[str, str]  # pass-through output -> input
     float_ops: list[str]  # op types left in float
+    shared: list[list[str]] = dataclasses.field(default_factory=list)  # tensors that share one quantizer
 
 
 def _attrs(node):
@@ -54,6 +55,8 @@ def _kind(node, layer_by_node, consts, shapes) -> str | None:
         return LAYER_KINDS[node.op_type]
     if node.op_type == "Add" and len(node.input) == 2 and not any(i in consts for i in node.input):
         return "add"  # kept only when an input comes quantized (see annotate)
+    if node.op_type == "Concat" and len(node.input) >= 2 and not any(i in consts for i in node.input):
+        return "concat"  # like add: kept only when an input comes quantized
     if node.op_type == "GlobalAveragePool" or _is_global_mean(node, consts, shapes):
         return "gap"
     return None
@@ -97,14 +100,14 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         if id(node) in fused_ids:
             continue
         kind = _kind(node, layer_by_node, consts, shapes)
-        data = [i for i in node.input[:1 if kind in LAYER_KINDS.values() or kind == "gap" else 2] if i]
+        data = [i for i in node.input[:_data_inputs(kind)] if i]
         if kind is None and node.input and node.input[0] in quantized:
             if node.op_type in PASS_THROUGH:
                 kind, data = "pass", [node.input[0]]
             elif node.op_type == "Relu":
                 kind, data = "relu", [node.input[0]]
-        if kind == "add" and not any(i in produced for i in data):
-            kind = None  # both inputs float: quantizing would only add error (transformer residuals)
+        if kind in ("add", "concat") and not any(i in produced for i in data):
+            kind = None  # all inputs float: quantizing would only add error (transformer residuals)
         if kind is None:
             float_ops.append(node.op_type)
             continue
@@ -118,11 +121,61 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         produced.add(out)
         if kind in ("pass", "relu"):
             inherit[out] = data[0]
+    qnodes = _drop_float_fed_concats(qnodes, produced, float_ops)
     _mark_float_outputs(qnodes)
     tbits = _tensor_bits(qnodes, bits, default, inherit)
     roots = [t for t in dict.fromkeys(t for q in qnodes for t in [*q.inputs, *q.quantized_out()])
              if t not in inherit]
-    return Annotation(qnodes, tbits, roots, inherit, sorted(set(float_ops)))
+    shared = _concat_groups(qnodes, inherit)
+    for group in shared:
+        top = max(tbits.get(t, 8) for t in group)
+        tbits.update((t, top) for t in group)
+    return Annotation(qnodes, tbits, roots, inherit, sorted(set(float_ops)), shared)
+
+
+def _data_inputs(kind: str | None) -> int | None:
+    """How many leading node inputs are quantized data (None: all)."""
+    if kind in LAYER_KINDS.values() or kind == "gap":
+        return 1
+    return None if kind == "concat" else 2
+
+
+def _concat_groups(qnodes: list[QNode], inherit: dict[str, str]) -> list[list[str]]:
+    """Tensors that must share one scale and zero point so a Concat copies codes unchanged: each
+    Concat's inputs and output (and what they pass through from), merged where they overlap."""
+    groups: list[set[str]] = []
+    for q in qnodes:
+        if q.kind != "concat":
+            continue
+        members = set()
+        for t in [q.out, *q.inputs]:
+            while t not in members:
+                members.add(t)
+                t = inherit.get(t, t)
+        overlapping = [g for g in groups if g & members]
+        groups = [g for g in groups if not g & members] + [members.union(*overlapping)]
+    return [sorted(g) for g in groups]
+
+
+def _drop_float_fed_concats(qnodes: list[QNode], produced: set[str], float_ops: list[str]) -> list[QNode]:
+    """A Concat that reads a float input and whose codes reach no integer compute node (only float
+    ops, or other such Concats) stays float: quantizing it would add a QuantizeLinear and its
+    rounding only to dequantize again (DenseNet: Concat -> BatchNorm and the next Concat)."""
+    while True:
+        readers: dict[str, list[QNode]] = {}
+        for q in qnodes:
+            for t in q.inputs:
+                readers.setdefault(t, []).append(q)
+        useful: dict[int, bool] = {}
+        for q in reversed(qnodes):  # readers come later in graph order
+            useful[id(q)] = any(r.kind != "concat" or useful[id(r)] for r in readers.get(q.out, []))
+        drop = {id(q) for q in qnodes if q.kind == "concat" and not useful[id(q)]
+                and not all(t in produced for t in q.inputs)}
+        if not drop:
+            return qnodes
+        float_ops += ["Concat"] * len(drop)
+        produced -= {q.out for q in qnodes if id(q) in drop}
+        qnodes = [q for q in qnodes if id(q) not in drop]
 
 
 def _mark_float_outputs(qnodes: list[QNode]) -> None:
@@ -142,7 +195,7 @@ def _tensor_bits(qnodes, bits, default, inherit) -> dict[str, int]:
             out.setdefault(q.out, 8)  # no integer consumer: dequantized at 8 bits
         for t in q.inputs:
             want = bits[q.layer.name].a_bits if q.layer is not None else default.a_bits
-            if q.kind in ("pass", "relu"):
+            if q.kind in ("pass", "relu", "concat"):
                 want = out[q.out]
             out[t] = max(out.get(t, 0), want)
     for t, src in reversed(list(inherit.items())):

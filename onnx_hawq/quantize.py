@@ -18,7 +18,7 @@ from onnx_hawq.model_io import fixed_batch
 from onnx_hawq.plan import Plan
 from onnx_hawq.qcontext import MS, QuantContext
 from onnx_hawq.qparams import TensorQ, activation_params
-from onnx_hawq.transforms import q_add, q_conv, q_gap, q_gemm, q_matmul, q_matmul_float, q_passthrough
+from onnx_hawq.transforms import q_add, q_concat, q_conv, q_gap, q_gemm, q_matmul, q_matmul_float, q_passthrough
 from onnx_hawq.transforms.graph import Graph
 from onnx_hawq.transforms.prepare import prepare_model
 from onnx_hawq.transforms.q_boundary import dequantize_output, quantize_input
@@ -26,7 +26,7 @@ from onnx_hawq.transforms.q_boundary import dequantize_output, quantize_input
 log = logging.getLogger("onnx_hawq")
 
 RULES = {r.kind: r for r in (q_conv.RULE, q_gemm.RULE, q_matmul.RULE, q_matmul_float.RULE, q_add.RULE,
-                             q_gap.RULE, q_passthrough.PASS_RULE, q_passthrough.RELU_RULE)}
+                             q_concat.RULE, q_gap.RULE, q_passthrough.PASS_RULE, q_passthrough.RELU_RULE)}
 IR_VERSION = 10  # node metadata_props
 
 
@@ -67,6 +67,9 @@ def tensor_params(ann: Annotation, ranges: dict, spatial: dict) -> tuple[dict[st
     """Scale/zero-point per quantized tensor (Adds and pools aligned for exactness); pass-through
     outputs share their input's. Also returns the exactness of each aligned node's output."""
     params = {t: activation_params(*ranges[t], ann.bits[t]) for t in ann.roots}
+    for group in ann.shared:  # one quantizer over the union of the members' ranges
+        lo, hi = zip(*(ranges[t] for t in group if t in ranges))
+        params.update((t, activation_params(min(lo), max(hi), ann.bits[t])) for t in group)
     _inherit(ann, params)
     exact = align(ann, params, spatial)
     _inherit(ann, params)

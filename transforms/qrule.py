@@ -48,14 +48,31 @@ def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, order: tuple[s
               slots["w_zp"]: np.zeros(len(lw.scales), np.int8)}
     if "bias" in order:
         consts[slots["bias"]] = lw.bias
-    node = helper.make_node(op_type, [slots[k] for k in order], [output_name(ctx, qn)],
-                            name=f"{qn.layer.name}_quant", domain=domain or None, **attrs)
+    floor, floor_consts = relu_floor(ctx, qn, output_name(ctx, qn))
+    written = floor[0].input[0] if floor else output_name(ctx, qn)
+    node = helper.make_node(op_type, [slots[k] for k in order], [written], name=f"{qn.layer.name}_quant",
+                            domain=domain or None, **attrs)
     node.attribute.extend(attributes)
-    clip, clip_consts, _ = clip_node(ctx, qn.out, node.output[0])
+    clip, clip_consts, _ = clip_node(ctx, qn.out, output_name(ctx, qn))
     ctx.record(node, qn, w_bits=ctx.bits[qn.layer.name].w_bits, a_bits_in=ctx.params[qn.inputs[0]].bits,
                form=weight_form_label(ctx, qn), dyadic=dyadics(lw.multipliers),
                exact=bool(lw.exact.all()), relu=qn.fused is not None, params=int(lw.q.size),
                size_bytes=int(np.ceil(lw.q.size * ctx.bits[qn.layer.name].w_bits / 8)) + 4 * len(lw.scales)
                + (4 * len(lw.bias) if qn.layer.bias else 0),
                w_scale_range=[float(lw.scales.min()), float(lw.scales.max())])
-    return Replacement(remove=removed(qn), add=[node, *clip], constants={**consts, **clip_consts})
+    return Replacement(remove=removed(qn), add=[node, *floor, *clip], constants={**consts, **clip_consts,
+                                                                                 **floor_consts})
+
+
+def relu_floor(ctx: QuantContext, qn: QNode, out: str) -> tuple[list, dict]:
+    """A fused Relu is free while the output's zero point is 0 (codes saturate at 0). When the output
+    shares a quantizer with negative values (a Concat), apply it: Max(codes, zero_point) -> `out`."""
+    import numpy as np
+    from onnx import helper
+
+    zp = ctx.params[qn.out].zero_point
+    if qn.fused is None or zp == 0:
+        return [], {}
+    floor = f"{qn.out}_relu_floor"
+    node = helper.make_node("Max", [f"{qn.out}_prerelu", floor], [out], name=f"{qn.out}_relu")
+    return [node], {floor: np.array(zp, np.uint8)}
