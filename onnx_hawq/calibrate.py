@@ -48,15 +48,24 @@ def session(model: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
 
 
 class _Stats:
-    def __init__(self):
+    def __init__(self, keep_samples: bool = True):
         self.lo, self.hi, self.samples, self.rng = np.inf, -np.inf, [], np.random.default_rng(0)
+        self.keep_samples = keep_samples  # percentile / MSE need values; min-max only the range
 
     def add(self, x: np.ndarray) -> None:
-        x = x.reshape(-1).astype(np.float32)
-        x = x[np.isfinite(x)]  # masks use -inf; a range must stay finite
-        if not len(x):
+        x = x.reshape(-1)
+        if not x.size:
             return
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        lo, hi = float(x.min()), float(x.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            x = x[np.isfinite(x)]  # masks use -inf; a range must stay finite
+            if not len(x):
+                return
+            lo, hi = float(x.min()), float(x.max())
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        if not self.keep_samples:
+            return
+        x = x.astype(np.float32)
         take = min(len(x), SAMPLE_CAP // 8)
         self.samples.append(x if take == len(x) else self.rng.choice(x, take, replace=False))
 
@@ -68,7 +77,7 @@ class _Stats:
 def collect_ranges(model, tensors, data, config: CalibConfig, bits: dict[str, int], progress=None) -> dict:
     """Map each tensor to its (lo, hi) range on `data` by the configured method."""
     sess = session(expose(model, tensors))
-    stats = {t: _Stats() for t in tensors}
+    stats = {t: _Stats(config.method != Method.MINMAX) for t in tensors}
     n = min(config.max_samples, len(next(iter(data.values()))))
     chunks = batches({k: v[:n] for k, v in data.items()}, config.batch_size)
     total = -(-n // config.batch_size)

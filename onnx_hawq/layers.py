@@ -120,11 +120,15 @@ def _macs(node, wshape, axis, shapes) -> int:
 
 
 def inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
-    """Shapes (batch dim taken as 1) of every tensor onnx shape inference can tell."""
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:
-        inferred = model
+    """Shapes (batch dim taken as 1) of every tensor onnx shape inference can tell (already inferred
+    models, such as `prepare_model`'s output, are read as they are)."""
+    known = {v.name for v in list(model.graph.value_info) + list(model.graph.output)}
+    inferred = model
+    if any(o not in known for n in model.graph.node for o in n.output if o):
+        try:
+            inferred = onnx.shape_inference.infer_shapes(model)
+        except Exception:
+            pass
     out = {}
     vis = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
     for vi in vis:
