@@ -3,7 +3,8 @@
 For the digits sample (torch route, BN-folded weights) and a ResNet-20-shaped CIFAR model (random
 weights and inputs, 3 stages x 3 basic blocks, 16/32/64 channels):
 
-1. a run to the tolerance (every layer's stderr/|trace| < --tol, at most --max-iter vectors):
+1. runs to the tolerance (every layer's stderr/|trace| < --tol, at most --max-iter vectors) with
+   shared HVPs, per-layer HVPs, and per-layer HVPs deflated by a --deflate sketch (Hutch++):
    wall time, Hessian-vector products, relative standard error per layer;
 2. the same number of vectors (--vectors) through the shared HVP (one double backward per vector
    for all layers) and through a per-layer loop (one double backward per vector *per layer*),
@@ -147,13 +148,13 @@ def shared_vs_per_layer(op: BlockHessian, vectors: int, tol: float, seed: int) -
             "est_per_layer_seconds_to_tol": float((needed_vectors(loop, tol) * per_vector_loop).sum())}
 
 
-def to_tolerance(model, data, loss, weights, scales, blocks: str, args) -> dict:
+def to_tolerance(model, data, loss, weights, scales, blocks: str, args, deflate: int = 0) -> dict:
     """Run the estimator until every layer's stderr/|trace| < tol, max_iter, or the time budget."""
     cfg = HessianConfig(max_iter=args.max_iter, tol=args.tol, seed=args.seed, blocks=blocks,
-                        max_seconds=args.budget)
+                        max_seconds=args.budget, deflate=deflate)
     res = layer_sensitivities(model, data, loss, weights, cfg, scales, progress=args.progress)
     rel = {n: s.stderr / abs(s.trace) if s.trace else float("inf") for n, s in res.layers.items()}
-    return {"blocks": blocks, "tol": args.tol, "budget_seconds": args.budget, "seconds": res.seconds,
+    return {"blocks": blocks + (f"+deflate{deflate}" if deflate else ""), "tol": args.tol, "budget_seconds": args.budget, "seconds": res.seconds,
             "hvps": res.hvp_count, "vectors": {n: s.samples for n, s in res.layers.items()},
             "worst_rel_stderr": max(rel.values()), "all_below_tol": max(rel.values()) < args.tol,
             "rel_stderr": rel, "trace": {n: s.trace for n, s in res.layers.items()}}
@@ -168,18 +169,19 @@ def benchmark(name: str, model, data, loss, weights, scales, args) -> dict:
     comparison["per_layer_regraph_seconds"] = regraph_seconds(model, data, loss, ws, args.vectors, args.seed)
     return {"model": name, "layers": len(ws), "params": sum(w.numel() for w in ws),
             "samples_per_hvp": sum(len(x[0]) for x, _ in as_batches(data)),
-            "to_tolerance": [to_tolerance(model, data, loss, weights, scales, b, args) for b in ("shared", "layer")],
+            "to_tolerance": [to_tolerance(model, data, loss, weights, scales, b, args, k)
+                             for b, k in (("shared", 0), ("layer", 0), ("layer", args.deflate))],
             "comparison": comparison}
 
 
 def table(results: list[dict]) -> str:
     """The figures as two plain-text tables."""
-    rows = [f"{'model':<9}{'blocks':>7}{'layers':>7}{'vectors/layer':>15}{'HVPs':>7}{'seconds':>9}"
+    rows = [f"{'model':<9}{'blocks':>16}{'layers':>7}{'vectors/layer':>15}{'HVPs':>7}{'seconds':>9}"
             f"{'worst rel.err':>14}{'all<tol':>8}"]
     for r in results:
         for t in r["to_tolerance"]:
             v = list(t["vectors"].values())
-            rows.append(f"{r['model']:<9}{t['blocks']:>7}{r['layers']:>7}{f'{min(v)}-{max(v)}':>15}{t['hvps']:>7}"
+            rows.append(f"{r['model']:<9}{t['blocks']:>16}{r['layers']:>7}{f'{min(v)}-{max(v)}':>15}{t['hvps']:>7}"
                         f"{t['seconds']:>9.1f}{t['worst_rel_stderr']:>14.3f}{str(t['all_below_tol']):>8}")
     rows.append("")
     rows.append(f"{'model':<9}{'K':>4}{'shared s':>9}{'per-layer s':>12}{'regraph s':>10}{'speedup':>8}"
@@ -200,6 +202,7 @@ def main(argv=None) -> None:
     parser.add_argument("--vectors", type=int, default=16, help="vectors for the shared-vs-per-layer timing")
     parser.add_argument("--budget", type=float, default=60.0, help="seconds per run to tolerance")
     parser.add_argument("--resnet-batch", type=int, default=32)
+    parser.add_argument("--deflate", type=int, default=8, help="Hutch++ sketch size of the third run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: steady timings on a shared 2-core machine)")

@@ -253,3 +253,26 @@ def test_mse_loss_trace_matches_the_gauss_newton_trace():
     (est,) = res.layers.values()
     exact = 2 / 32 * 4 * float((x.astype(np.float64) ** 2).sum()) / w.size
     assert abs(est.trace - exact) <= 4 * est.stderr and est.stderr < 0.1 * exact
+
+
+@pytest.mark.parametrize("k", [2, 60])
+def test_deflated_hutchinson_matches_exact_hessian(k):
+    """Hutch++ (deflate=k): within 3 SE of the exact block trace; exact once k >= the block size."""
+    model, data, loss = tiny_problem()
+    scales = {n: torch.ones(1, dtype=torch.float64) for n in ("0", "2", "5")}
+    cfg = HessianConfig(max_iter=400, tol=0.05, blocks="layer", deflate=k)
+    res = layer_sensitivities(model, data, loss, config=cfg)
+    for name, block in exact_blocks(model, data, loss, scales).items():
+        s, true_trace = res.layers[name], float(block.trace()) / block.shape[0]
+        assert abs(s.trace - true_trace) <= max(3 * s.stderr, 1e-9 * abs(true_trace)), (name, s, true_trace)
+        if k >= block.shape[0]:
+            assert s.stderr <= 1e-9 * abs(true_trace) and s.samples == cfg.min_iter
+    plain = sum(s.samples for s in res.layers.values()) + sum(2 * min(k, s.params) for s in res.layers.values())
+    assert res.hvp_count == plain
+
+
+def test_deflation_needs_layer_blocks():
+    with pytest.raises(InputError, match="needs blocks='layer'"):
+        HessianConfig(deflate=4)
+    with pytest.raises(InputError, match="deflate must be >= 0"):
+        HessianConfig(deflate=-1, blocks="layer")

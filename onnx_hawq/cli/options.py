@@ -80,7 +80,7 @@ def wraps_errors(f):
 
 def hessian_options(f):
     """Sensitivity estimation: --method, --max-iter, --tol, --eigen-iter, --eigen-tol, --batches, --batch-size,
-    --seed, --blocks, --max-seconds."""
+    --seed, --blocks, --max-seconds, --deflate."""
     opts = [
         click.option("--method", type=click.Choice(["trace", "eigen", "both"]), default="trace", show_default=True,
                      help="Average Hessian trace (Hutchinson), top eigenvalue (power iteration), or both."),
@@ -102,6 +102,9 @@ def hessian_options(f):
                           "(no cross-layer noise, each layer stops on its own)."),
         click.option("--max-seconds", type=click.FloatRange(0, min_open=True), default=None,
                      help="Wall-clock budget of the trace estimate (results then depend on the machine)."),
+        click.option("--deflate", type=click.IntRange(0), default=0, show_default=True, metavar="K",
+                     help="With --blocks layer: trace a K-vector sketch of each block's range exactly and "
+                          "sample only the rest (Hutch++; far fewer vectors on near-low-rank blocks)."),
     ]
     for opt in reversed(opts):
         f = opt(f)

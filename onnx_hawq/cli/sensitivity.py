@@ -35,11 +35,11 @@ def summary(sens: Sensitivity) -> str:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also write a per-layer bar plot (PNG).")
 @verbosity
 def command(model, torch_factory, data, labels, loss, method, max_iter, tol, eigen_iter, eigen_tol, batches,
-            batch_size, seed, blocks, max_seconds, output, plot):
+            batch_size, seed, blocks, max_seconds, deflate, output, plot):
     """Estimate each layer's Hessian sensitivity of MODEL (the ONNX file names the layers)."""
     hessian = HessianConfig(method=method, max_iter=max_iter, tol=tol, min_iter=min(10, max_iter),
                             eigen_iter=eigen_iter, eigen_tol=eigen_tol, seed=seed, blocks=blocks,
-                            max_seconds=max_seconds)
+                            max_seconds=max_seconds, deflate=deflate)
     cfg = SensitivityConfig(model=model, output=output, torch_factory=torch_factory, data=data, labels=labels,
                             loss=loss, batch_size=batch_size, batches=batches, hessian=hessian, plot=plot,
                             progress=not is_quiet())

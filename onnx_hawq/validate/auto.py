@@ -29,7 +29,7 @@ from onnx_hawq.planning.limits import Limit, format_amount
 from onnx_hawq.validate.config import CompareOptions, Thresholds
 from onnx_hawq.validate.report import Report
 
-AUTO_HESSIAN = HessianConfig(max_iter=50, tol=0.1, min_iter=10, blocks="layer")
+AUTO_HESSIAN = HessianConfig(max_iter=50, tol=0.1, min_iter=10, blocks="layer", deflate=8)
 
 
 @dataclasses.dataclass(frozen=True)
