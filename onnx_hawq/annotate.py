@@ -117,7 +117,9 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         out = (fused or node).output[0]
         qn = QNode(node, kind, out, data, fused, layer_by_node.get(node.name))
         qnodes.append(qn)
-        quantized.update([out, *data])
+        # a Concat's float inputs stay out: it may still be dropped, and they should not pull
+        # pass-through readers into the integer domain
+        quantized.update([out, *(data if kind != "concat" else [i for i in data if i in produced])])
         produced.add(out)
         if kind in ("pass", "relu"):
             inherit[out] = data[0]

@@ -38,10 +38,17 @@ class QuantContext:
     records: list[dict] = dataclasses.field(default_factory=list)
     spatial: dict[str, int] = dataclasses.field(default_factory=dict)  # global-pool input -> H*W
     exact: dict[str, bool] = dataclasses.field(default_factory=dict)  # aligned Add/pool outputs
+    shared_weights: frozenset = frozenset()  # initializers read by more than one layer
 
     @staticmethod
     def qname(tensor: str) -> str:
         return f"{tensor}_quantized"
+
+    def weight_key(self, qn: QNode) -> str:
+        """Prefix of a layer's integer weight constants: the initializer's name, plus the layer's when
+        layers share the initializer (each gets its own scales, fitted to its own activations)."""
+        w = qn.layer.weight
+        return f"{w}_{qn.layer.name}" if w in self.shared_weights else w
 
     def scalar_inputs(self, tensor: str) -> tuple[str, str, dict]:
         """Names and constants for a tensor's (scale, zero_point) inputs."""

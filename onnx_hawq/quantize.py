@@ -55,7 +55,9 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
                for t in q.inputs if t in shapes and None not in shapes[t][2:]}
     params, exact = tensor_params(ann, ranges, spatial)
     graph = Graph(prepared)
-    ctx = QuantContext(graph.consts, params, bits, spatial=spatial, exact=exact)
+    weights = [l.weight for l in layers]
+    ctx = QuantContext(graph.consts, params, bits, spatial=spatial, exact=exact,
+                       shared_weights=frozenset(w for w in weights if weights.count(w) > 1))
 
     refused = _rewrite(graph, ann, ctx)
     _add_boundaries(graph, ctx)

@@ -36,20 +36,30 @@ def _layer_row(node, meta) -> dict:
             "relu": meta.get("relu", False)}
 
 
-def float_tensors(model: onnx.ModelProto) -> set[str]:
-    """Names of float32 tensors (by shape inference): nodes producing them ran in float."""
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+
+
+def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    """Element type of every tensor shape inference can type (contrib ops' outputs often stay untyped)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:
         inferred = model
-    infos = list(inferred.graph.value_info) + list(inferred.graph.output)
-    return {v.name for v in infos if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    infos = list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
+    return {v.name: v.type.tensor_type.elem_type for v in infos if v.type.tensor_type.elem_type}
 
 
-# float ops that only move or select values: they round nothing
-MOVEMENT = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat", "Slice", "Gather",
-            "GatherElements", "Split", "Expand", "MaxPool", "Shape", "ConstantOfShape", "Cast", "Where", "Equal",
-            "Pad", "Tile", "QuantizeLinear", "DequantizeLinear"}
+def float_tensors(model: onnx.ModelProto) -> set[str]:
+    """Names of float tensors (by shape inference): nodes producing them ran in float."""
+    return {name for name, kind in tensor_types(model).items() if kind in FLOAT_TYPES}
+
+
+# float ops whose results are exact (they move, select, compare or clamp values): they round nothing
+EXACT_OPS = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat", "Slice", "Gather",
+             "GatherElements", "Split", "Expand", "MaxPool", "GlobalMaxPool", "ReduceMax", "ReduceMin", "ArgMax",
+             "ArgMin", "Shape", "Size", "ConstantOfShape", "Cast", "Where", "Equal", "Less", "Greater", "Pad",
+             "Tile", "Relu", "Max", "Min", "Clip", "Neg", "Abs", "Sign", "Floor", "Ceil", "QuantizeLinear",
+             "DequantizeLinear"}
 
 
 def float_rounding(model: onnx.ModelProto) -> tuple[set[str], tuple[str, ...]]:
@@ -57,10 +67,13 @@ def float_rounding(model: onnx.ModelProto) -> tuple[set[str], tuple[str, ...]]:
 
     Backends round such float ops (LayerNormalization, Softmax, ...) differently in the last ulp, so
     those tensors, and every quantized value derived from them, cannot be compared bit for bit."""
-    floats = float_tensors(model)
+    types = tensor_types(model)
     tainted, ops = set(), set()
     for node in model.graph.node:  # topological order (quantize sorts its output)
-        rounding = node.op_type not in MOVEMENT and not node_meta(node) and any(o in floats for o in node.output)
+        if node.op_type in ("Shape", "Size"):
+            continue  # a shape is exact whatever the values
+        rounding = (node.op_type not in EXACT_OPS and not node_meta(node)
+                    and any(types.get(o, onnx.TensorProto.FLOAT) in FLOAT_TYPES for o in node.output if o))
         if rounding or any(i in tainted for i in node.input):
             tainted.update(o for o in node.output if o)
             ops.update([node.op_type] if rounding else [])

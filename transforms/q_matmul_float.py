@@ -21,7 +21,7 @@ def check(ctx: QuantContext, qn: QNode) -> str | None:
 
 def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     lw = ctx.float_out_weights(qn)
-    name, base = qn.layer.weight, qn.layer.name
+    name, base = ctx.weight_key(qn), qn.layer.name
     _, xz, consts = ctx.scalar_inputs(qn.inputs[0])
     wq, wz, deq = f"{name}_quantized", f"{name}_zero_point", f"{name}_dequant_scale"
     consts.update({wq: lw.q, wz: np.array(0, np.int8), deq: lw.multipliers})

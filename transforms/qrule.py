@@ -38,7 +38,7 @@ def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, order: tuple[s
     from onnx_hawq.qcontext import clip_node, dyadics, weight_form_label
 
     lw = ctx.layer_weights(qn)
-    name = qn.layer.weight
+    name = ctx.weight_key(qn)
     xs, xz, c1 = ctx.scalar_inputs(qn.inputs[0])
     ys, yz, c2 = ctx.scalar_inputs(qn.out)
     slots = {"x": ctx.qname(qn.inputs[0]), "x_scale": xs, "x_zp": xz, "w": f"{name}_quantized",

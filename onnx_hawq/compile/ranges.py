@@ -1,8 +1,8 @@
 """Sound value ranges of the uint8 tensors of a quantized graph (onnx only, no tvm).
 
 A tensor produced by Clip with constant bounds lies within them; MaxPool, Flatten, Reshape and the
-like keep their input's range; Max with a constant raises the floor; anything else may take any
-uint8 value. Narrow ranges (4-bit activations live in [0, 15]) let more layers requantize exactly
+like keep their input's range; Concat spans its inputs' ranges; Max with a constant raises the
+floor; anything else may take any uint8 value. Narrow ranges (4-bit activations live in [0, 15]) let more layers requantize exactly
 in integers.
 """
 
@@ -30,6 +30,9 @@ def uint8_ranges(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
             out = (max(src[0], bound[0]), min(src[1], bound[1]))
         elif node.op_type == "Max" and len(node.input) == 2 and bound[0] is not None:
             out = (max(src[0], bound[0]), max(src[1], bound[0]))
+        elif node.op_type == "Concat":
+            parts = [ranges.get(i, FULL) for i in node.input]
+            out = (min(p[0] for p in parts), max(p[1] for p in parts))
         else:
             continue
         if out != FULL and out[0] <= out[1]:

@@ -71,3 +71,41 @@ def test_compile_check_on_a_graph_with_float_ops(tmp_path):
     np.savez(tmp_path / "x.npz", **feeds)
     res = run_compile(CompileConfig(str(tmp_path / "q.onnx"), str(tmp_path / "q.so"), check=str(tmp_path / "x.npz")))
     assert res.passed and res.float_ops == ("LayerNormalization",) and min(res.min_cosine.values()) > 0.999
+
+
+def test_float_rounding_counts_untyped_contrib_ops_and_stops_at_shapes():
+    r = rng(22)
+    w = {"w": r.normal(size=(16, 8)).astype(np.float32), "w2": r.normal(size=(8, 4)).astype(np.float32)}
+    gelu = [helper.make_node("MatMul", ["x", "w"], ["h"], name="p1"), helper.make_node("Relu", ["h"], ["hr"]),
+            helper.make_node("Gelu", ["hr"], ["g"], domain="com.microsoft"),
+            helper.make_node("MatMul", ["g", "w2"], ["y"], name="p2")]
+    model = make_model(gelu, [("x", [None, 16])], [("y", None)], w)
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    q = quantize_model(model, uniform_plan("8"), {"x": r.normal(size=(8, 16)).astype(np.float32)}).model
+    tainted, ops = float_rounding(q)
+    assert ops == ("Gelu",) and "y" in tainted and "h" not in tainted  # Relu rounds nothing
+
+    _, lnq, _ = layernorm_projection()
+    shape = [helper.make_node("Shape", ["n"], ["s"]), helper.make_node("Reshape", ["x_q", "s"], ["r"])]
+    lnq.graph.node.extend(shape)
+    assert "s" not in float_rounding(lnq)[0] and "n" in float_rounding(lnq)[0]
+
+
+def test_outputs_before_float_ops_stay_bit_for_bit_and_one_value_samples_use_the_whole_tensor():
+    from onnx_hawq.compile.check import worst_cosine
+
+    r = rng(23)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="p1"), helper.make_node("Relu", ["h"], ["y1"]),
+             helper.make_node("LayerNormalization", ["x", "g"], ["n"], axis=-1),
+             helper.make_node("MatMul", ["n", "w2"], ["y2"], name="p2")]
+    inits = {"w1": r.normal(size=(16, 4)).astype(np.float32), "w2": r.normal(size=(16, 4)).astype(np.float32),
+             "g": r.normal(size=16).astype(np.float32)}
+    model = make_model(nodes, [("x", [None, 16])], [("y1", None), ("y2", None)], inits)
+    q = quantize_model(model, uniform_plan("8"), {"x": r.normal(size=(8, 16)).astype(np.float32)}).model
+    one = np.ones((2, 4), np.float32)
+    ok = compare(q, [one, one], [one, one], 0.99)
+    assert ok.approx == ("y2",) and ok.passed
+    assert not compare(q, [one + np.float32(1e-6), one], [one, one], 0.99).passed  # y1 is bit for bit
+    assert compare(q, [one, one + np.float32(1e-6)], [one, one], 0.99).passed
+    assert worst_cosine(np.array([1.0, -1.0]), np.array([1.0, 1.0])) == 0.0  # not +-1 per sample
+    assert worst_cosine(np.zeros((0, 3)), np.zeros((0, 3))) == 1.0

@@ -87,3 +87,12 @@ def test_value_ranges_follow_clip_pass_through_and_max():
     assert uint8_ranges(model) == {"c": (2, 15), "p": (2, 15), "m": (4, 15), "f": (4, 15)}
     assert node_input_ranges(model) == {"clip": (0, 255), "pool": (2, 15), "max": (2, 15), "flat": (4, 15),
                                         "add": (4, 15)}
+
+
+def test_concat_spans_its_inputs_ranges():
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["a"]), helper.make_node("Clip", ["x", "lo2", "hi2"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["c"], axis=1), helper.make_node("Concat", ["c", "x"], ["d"], axis=1)]
+    inits = {"lo": np.uint8(2), "hi": np.uint8(15), "lo2": np.uint8(0), "hi2": np.uint8(9)}
+    model = typed_model(nodes, [("x", U8, [1, 2])], [("d", U8, [1, 6])], inits)
+    ranges = uint8_ranges(model)
+    assert ranges["c"] == (0, 15) and "d" not in ranges  # x may take any uint8 value

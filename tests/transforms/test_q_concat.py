@@ -104,3 +104,16 @@ def onnx_value(tensor) -> float:
     from onnx import numpy_helper
 
     return float(numpy_helper.to_array(tensor))
+
+
+def test_a_dropped_concat_leaves_its_float_inputs_other_readers_float():
+    r = rng(37)
+    nodes = [N("Conv", ["x", "w"], ["a"], name="c"), N("Softmax", ["x"], ["s"], axis=1),
+             N("Concat", ["s", "a"], ["k"], axis=1), N("Sigmoid", ["k"], ["y"]),
+             N("Transpose", ["s"], ["t"], perm=[0, 1, 3, 2]), N("Sigmoid", ["t"], ["z"])]
+    model = make_model(nodes, [("x", [None, 3, 4, 4])], [("y", None), ("z", None)],
+                       {"w": r.normal(size=(4, 3, 1, 1)).astype(np.float32)})
+    feeds = {"x": r.normal(size=(8, 3, 4, 4)).astype(np.float32)}
+    q = quantize_tiny(model, feeds)
+    assert op_list(q).count("QuantizeLinear") == 1  # the Conv's input only
+    np.testing.assert_array_equal(run_ort(model, feeds)[1], run_ort(q, feeds)[1])

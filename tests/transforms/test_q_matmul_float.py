@@ -88,3 +88,26 @@ def test_layerwise_report_and_quantization_report_cover_the_float_output_layer()
     report = build_report(q)
     assert [r["exact"] for r in report["layers"]] == [None] and report["float_ops"] == ["Add"]
     assert "float" in format_table(report).splitlines()[2]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_layers_sharing_a_weight_get_their_own_integer_constants(relu):
+    """ALBERT-style sharing: each layer's scales fit its own input, so constants are per layer."""
+    from tests.qhelpers import assert_ort_equals_reference
+
+    r = rng(17)
+    act = (lambda i, o: [helper.make_node("Relu", [i], [o])]) if relu else (lambda i, o: [])  # noqa: E731
+    mid, out = ("h", "y") if relu else ("y1", "y2")
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["m1"] if relu else [mid], name="p1"), *act("m1", mid),
+             helper.make_node("Mul", [mid, "ten"], ["z"]),
+             helper.make_node("MatMul", ["z", "W"], ["m2"] if relu else [out], name="p2"), *act("m2", out)]
+    outputs = [(out, None)] if relu else [(mid, None), (out, None)]
+    model = make_model(nodes, [("x", [None, 8])], outputs,
+                       {"W": r.normal(size=(8, 8)).astype(np.float32), "ten": np.float32(10.0)})
+    feeds = {"x": r.normal(size=(32, 8)).astype(np.float32)}
+    q = quantize_tiny(model, feeds)
+    assert op_list(q).count("QLinearMatMul" if relu else "MatMulInteger") == 2
+    assert {"W_W_quantized", "W_W#1_quantized"} <= {i.name for i in q.graph.initializer}
+    assert_ort_equals_reference(q, feeds)
+    for f, g in zip(run_ort(model, feeds), run_ort(q, feeds)):
+        assert np.abs(f - g).max() <= 0.03 * np.abs(f).max()
