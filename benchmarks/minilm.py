@@ -119,7 +119,7 @@ def metrics(emb: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def sensitivities(model_path, calib_path, out, args) -> float:
-    """ONNX-route Hutchinson traces (squared error to the fp32 embedding, one HVP per layer)."""
+    """ONNX-route Hutchinson traces (squared error to the fp32 embedding, per-layer HVPs, deflated)."""
     from onnx_hawq.calibration.hessian import HessianConfig
     from onnx_hawq.calibration.run import SensitivityConfig, run_sensitivity
 
@@ -127,7 +127,8 @@ def sensitivities(model_path, calib_path, out, args) -> float:
     run_sensitivity(SensitivityConfig(str(model_path), str(out), data=str(calib_path), loss="mse",
                                       batch_size=args.sens_batch, batches=1,
                                       hessian=HessianConfig(max_iter=args.sens_iter, tol=0.1, blocks="layer",
-                                                            max_seconds=args.sens_seconds), progress=False))
+                                                            max_seconds=args.sens_seconds, deflate=args.deflate),
+                                      progress=False))
     return time.perf_counter() - t
 
 
@@ -191,6 +192,7 @@ def main(argv=None) -> None:
     ap.add_argument("--sens-seconds", type=float, default=900.0, help="wall-clock cap of the trace estimate")
     ap.add_argument("--sens-iter", type=int, default=30, help="Hutchinson vectors per layer at most")
     ap.add_argument("--sens-batch", type=int, default=32, help="sentences in the Hessian batch")
+    ap.add_argument("--deflate", type=int, default=8, help="Hutch++ sketch size per layer (0: plain Hutchinson)")
     ap.add_argument("--random", type=int, default=3, help="random plans per budget")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mask-value", type=float, default=-30.0,
@@ -221,7 +223,7 @@ def main(argv=None) -> None:
 
 
 def report(rows, info, args, n) -> None:
-    print(f"sensitivity (trace, one HVP per layer): {info['sensitivity_s']} s")
+    print(f"sensitivity (trace, per-layer HVPs, deflate {args.deflate}): {info['sensitivity_s']} s")
     print(f"{'plan':<24} {'cos':>8} {'spearman':>9} {'bytes':>9} {'ms':>8} {'qlayers':>8} {'w4':>4}")
     for r in rows:
         print(f"{r['name']:<24} {r['mean_cosine']:>8} {r['spearman']:>9} {r['size_bytes']:>9} {r['latency_ms']:>8} "

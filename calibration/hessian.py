@@ -14,13 +14,13 @@ The shared estimator's sample for layer i also carries the cross-layer terms sum
 benchmarks/sensitivity_speed.py). ``blocks="layer"`` instead runs one block HVP ``H_ii v_i`` per
 unconverged layer on the same retained gradient graph, and each layer stops on its own.
 
-``deflate=k`` (with ``blocks="layer"``) is Hutch++ with an adaptive second phase: per layer, the
-range of ``H_ii`` is sketched with k Rademacher vectors (Q = orth(H_ii S), k block HVPs), the trace
-of ``Q^T H_ii Q`` is computed exactly (k more), and Hutchinson samples only the rest,
-``(Pg)^T H_ii (Pg)`` with P = I - QQ^T. Each sample is ``tr(Q^T H Q) + (Pg)^T H (Pg)``: unbiased for
-any Q, and its variance is that of the deflated block, which for the near-low-rank blocks of
-trained networks is a small fraction of the full block's (benchmarks/sensitivity_speed.py). Costs
-k float32 values per weight while it runs.
+``deflate=k`` (with ``blocks="layer"``) is Hutch++ with an adaptive second phase: a layer whose
+min_iter plain samples say it needs many more is deflated: the range of ``H_ii`` is sketched with
+k Rademacher vectors (Q = orth(H_ii S), k block HVPs), the trace of ``Q^T H_ii Q`` is computed
+exactly (k more), and Hutchinson samples only the rest, ``(Pg)^T H_ii (Pg)`` with P = I - QQ^T.
+Each sample is ``tr(Q^T H Q) + (Pg)^T H (Pg)``: unbiased for any Q, and its variance is that of the
+deflated block, which for the near-low-rank blocks of trained networks is a small fraction of the
+full block's (benchmarks/sensitivity_speed.py). Costs k float32 values per deflated weight.
 """
 
 from __future__ import annotations
@@ -219,15 +219,27 @@ def deflation(op: BlockHessian, i: int, k: int, gen) -> Deflation:
     return Deflation(basis, trace)
 
 
-def _layer_round(op: BlockHessian, samples, gen, active: list[int], deflated: dict[int, Deflation],
-                 k: int) -> None:
-    """One Rademacher vector per unconverged layer, one block double backward each (after the
-    layer's 2k-HVP deflation on its first round when k > 0)."""
+def _worth_deflating(col: list[float], cfg: HessianConfig, size: int) -> bool:
+    """After min_iter plain samples: do the plain samples still needed exceed the deflation's 2k
+    HVPs plus a fresh min_iter? (Blocks that converge at once, such as the Gauss-Newton blocks of
+    an MSE loss, stay plain.)"""
+    rel = float(relative_stderr(np.asarray(col)[:, None])[0])
+    still_needed = len(col) * (rel / cfg.tol) ** 2 - len(col)
+    return still_needed > 2 * min(cfg.deflate, size) + cfg.min_iter
+
+
+def _layer_round(op: BlockHessian, samples, gen, active: list[int], deflated: dict[int, Deflation | None],
+                 cfg: HessianConfig) -> None:
+    """One Rademacher vector per unconverged layer, one block double backward each. With deflate=k,
+    a layer still unconverged after min_iter plain samples is deflated (2k HVPs) when that is
+    cheaper than sampling on, and then restarts its samples on the deflated block."""
     import torch
 
     for i in active:
-        if k and i not in deflated:
-            deflated[i] = deflation(op, i, k, gen)
+        if cfg.deflate and i not in deflated and len(samples[i]) >= cfg.min_iter:
+            worth = _worth_deflating(samples[i], cfg, op.weights[i].numel())
+            deflated[i] = deflation(op, i, cfg.deflate, gen) if worth else None
+            samples[i] = [] if deflated[i] else samples[i]
         d = deflated.get(i)
         v = rademacher(op.weights[i], gen)
         v = d.project(v) if d else v
@@ -246,14 +258,14 @@ def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> 
 
     gen = torch.Generator().manual_seed(cfg.seed)
     samples: list[list[float]] = [[] for _ in op.weights]
-    deflated: dict[int, Deflation] = {}
+    deflated: dict[int, Deflation | None] = {}  # None: decided to stay plain
     active, start = list(range(len(op.weights))), time.perf_counter()
     with tqdm(total=cfg.max_iter, desc="hessian trace", disable=not progress, leave=False) as bar:
         for _ in range(cfg.max_iter):
             if cfg.blocks == "shared":
                 _shared_round(op, samples, gen)
             else:
-                _layer_round(op, samples, gen, active, deflated, cfg.deflate)
+                _layer_round(op, samples, gen, active, deflated, cfg)
             bar.update(1)
             active = _unconverged(samples, cfg)
             bar.set_postfix(unconverged=len(active))

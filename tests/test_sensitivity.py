@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from onnx_hawq.calibration.hessian import (  # noqa: E402
-    BlockHessian, HessianConfig, as_batches, layer_sensitivities, power_iteration, relative_stderr)
+    BlockHessian, HessianConfig, as_batches, hutchinson, layer_sensitivities, power_iteration, relative_stderr)
 from onnx_hawq.calibration.onnx_route import onnx_sensitivities  # noqa: E402
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity  # noqa: E402
 from onnx_hawq.calibration.torch_route import channel_scale, match_modules, torch_sensitivities  # noqa: E402
@@ -260,15 +260,22 @@ def test_deflated_hutchinson_matches_exact_hessian(k):
     """Hutch++ (deflate=k): within 3 SE of the exact block trace; exact once k >= the block size."""
     model, data, loss = tiny_problem()
     scales = {n: torch.ones(1, dtype=torch.float64) for n in ("0", "2", "5")}
-    cfg = HessianConfig(max_iter=400, tol=0.05, blocks="layer", deflate=k)
+    cfg = HessianConfig(max_iter=400, tol=0.01, blocks="layer", deflate=k)
     res = layer_sensitivities(model, data, loss, config=cfg)
     for name, block in exact_blocks(model, data, loss, scales).items():
         s, true_trace = res.layers[name], float(block.trace()) / block.shape[0]
         assert abs(s.trace - true_trace) <= max(3 * s.stderr, 1e-9 * abs(true_trace)), (name, s, true_trace)
         if k >= block.shape[0]:
             assert s.stderr <= 1e-9 * abs(true_trace) and s.samples == cfg.min_iter
-    plain = sum(s.samples for s in res.layers.values()) + sum(2 * min(k, s.params) for s in res.layers.values())
-    assert res.hvp_count == plain
+    # every block here needs far more than min_iter plain vectors, so each was deflated after them
+    extra = sum(2 * min(k, s.params) + cfg.min_iter for s in res.layers.values())
+    assert res.hvp_count == sum(s.samples for s in res.layers.values()) + extra
+
+
+def test_blocks_that_converge_at_once_are_not_deflated():
+    op, a = quadratic_operator([1.0] * 6)  # H = I: every Hutchinson sample is exactly tr(H)
+    samples = hutchinson(op, HessianConfig(blocks="layer", deflate=4, tol=0.05))
+    assert op.count == 10 and np.allclose(samples[0], 6.0)
 
 
 def test_deflation_needs_layer_blocks():
