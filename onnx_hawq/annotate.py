@@ -99,15 +99,7 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
     for node in g.node:
         if id(node) in fused_ids:
             continue
-        kind = _kind(node, layer_by_node, consts, shapes)
-        data = [i for i in node.input[:_data_inputs(kind)] if i]
-        if kind is None and node.input and node.input[0] in quantized:
-            if node.op_type in PASS_THROUGH:
-                kind, data = "pass", [node.input[0]]
-            elif node.op_type == "Relu":
-                kind, data = "relu", [node.input[0]]
-        if kind in ("add", "concat") and not any(i in produced for i in data):
-            kind = None  # all inputs float: quantizing would only add error (transformer residuals)
+        kind, data = _classify(node, _kind(node, layer_by_node, consts, shapes), quantized, produced)
         if kind is None:
             float_ops.append(node.op_type)
             continue
@@ -125,6 +117,24 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
             inherit[out] = data[0]
     qnodes = _drop_float_fed_concats(qnodes, produced, float_ops)
     _mark_float_outputs(qnodes)
+    return _finish(qnodes, bits, default, inherit, float_ops)
+
+
+def _classify(node, kind: str | None, quantized: set[str], produced: set[str]) -> tuple[str | None, list[str]]:
+    """(kind, quantized data inputs) of `node` given what is quantized so far; kind None: float."""
+    data = [i for i in node.input[:_data_inputs(kind)] if i]
+    if kind is None and node.input and node.input[0] in quantized:
+        if node.op_type in PASS_THROUGH:
+            return "pass", [node.input[0]]
+        if node.op_type == "Relu":
+            return "relu", [node.input[0]]
+    if kind in ("add", "concat") and not any(i in produced for i in data):
+        return None, data  # all inputs float: quantizing would only add error (transformer residuals)
+    return kind, data
+
+
+def _finish(qnodes, bits, default, inherit, float_ops) -> Annotation:
+    """Bits per tensor (Concat groups take their widest), calibration roots, shared quantizers."""
     tbits = _tensor_bits(qnodes, bits, default, inherit)
     roots = [t for t in dict.fromkeys(t for q in qnodes for t in [*q.inputs, *q.quantized_out()])
              if t not in inherit]
