@@ -91,9 +91,16 @@ def train(epochs: int, seed: int = SEED):
     import torch
 
     torch.manual_seed(seed)
+    return fit(build_model(), epochs, seed)
+
+
+def fit(model, epochs: int, seed: int = SEED, optimizer=None):
+    """Train `model` on the digits split (batches of 64, cosine schedule, Adam unless `optimizer`
+    is given) and return (model, held-out accuracy)."""
+    import torch
+
     train_x, train_y, test_x, test_y = load_digits_split(seed)
-    model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=3e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     xt, yt = torch.from_numpy(train_x), torch.from_numpy(train_y)
     gen = torch.Generator().manual_seed(seed)
