@@ -16,9 +16,7 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
-
-from digits_resnet import HERE, SEED, fit, load_digits_split  # noqa: E402  (run from this folder or sys.path)
+from digits_resnet import HERE, SEED, export, fit, load_digits_split  # noqa: E402  (run from this folder or sys.path)
 
 WIDTH, HEADS, BLOCKS, FFN = 32, 4, 2, 64
 
@@ -69,19 +67,15 @@ def train(epochs: int, seed: int = SEED):
 
 
 def main(argv=None) -> None:
-    import torch
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     model, acc = train(args.epochs)
-    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8),), str(args.out / "digits_transformer.onnx"),
-                      input_names=["input"], output_names=["logits"],
-                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+    export(model, args.out / "digits_transformer.onnx")
     (args.out / "digits_transformer.json").write_text(json.dumps({"fp32_test_accuracy": acc}, indent=2))
-    print(f"fp32 test accuracy: {acc:.4f} ({len(np.asarray(load_digits_split()[3]))} held-out images)")
+    print(f"fp32 test accuracy: {acc:.4f} ({len(load_digits_split()[3])} held-out images)")
 
 
 if __name__ == "__main__":
