@@ -56,15 +56,18 @@ class QuantContext:
         s, z = f"{tensor}_scale", f"{tensor}_zero_point"
         return s, z, {s: np.array(p.scale, np.float32), z: np.array(p.zero_point, np.uint8)}
 
+    def _channel_weights(self, qn: QNode) -> tuple[np.ndarray, int, np.ndarray]:
+        """(float32 weight with output channels on axis 0, |w_q| bound, ideal per-channel scales)."""
+        w = np.moveaxis(self.consts[qn.layer.weight].astype(np.float32), qn.layer.out_axis, 0)
+        qmax = weight_qmax(self.bits[qn.layer.name].w_bits, self.params[qn.inputs[0]].bits)
+        return w, qmax, channel_scales(w, qmax)
+
     def layer_weights(self, qn: QNode) -> LayerWeights:
         """Quantize a layer's weights so its requant multipliers are exact dyadics (see qparams)."""
         layer = qn.layer
-        bits = self.bits[layer.name]
         x, y = self.params[qn.inputs[0]], self.params[qn.out]
-        w = np.moveaxis(self.consts[layer.weight].astype(np.float32), layer.out_axis, 0)
+        w, qmax, ideal = self._channel_weights(qn)
         bias = self.consts[layer.bias].astype(np.float32) if layer.bias else None
-        qmax = weight_qmax(bits.w_bits, x.bits)
-        ideal = channel_scales(w, qmax)
         x_range = max(x.zero_point, x.qmax - x.zero_point)
         bound = (np.abs(quantize_weight(w, ideal, qmax)).reshape(len(w), -1).sum(1).astype(np.int64) * x_range
                  + np.abs(qparams.bias_int32(bias, x.scale, ideal, len(w)).astype(np.int64)))
@@ -77,9 +80,8 @@ class QuantContext:
         """A float-output layer's weights at the ideal per-channel scales (no requantization, so no
         dyadic snapping); `multipliers` are the dequantization factors x_scale * w_scale."""
         x = self.params[qn.inputs[0]]
-        w = np.moveaxis(self.consts[qn.layer.weight].astype(np.float32), qn.layer.out_axis, 0)
-        qmax = weight_qmax(self.bits[qn.layer.name].w_bits, x.bits)
-        scales = channel_scales(w, qmax).astype(np.float32)
+        w, qmax, ideal = self._channel_weights(qn)
+        scales = ideal.astype(np.float32)
         q = quantize_weight(w, scales.astype(np.float64), qmax)
         mult = (np.float64(x.scale) * scales.astype(np.float64)).astype(np.float32)
         return LayerWeights(np.moveaxis(q, 0, qn.layer.out_axis), scales, mult, np.zeros(len(w), np.int32),

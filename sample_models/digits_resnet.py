@@ -146,22 +146,29 @@ def hawq_factory(batch_size: int = 64, samples: int = 256):
     return model, batches, torch.nn.functional.cross_entropy
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=40)
+def train_and_export(name: str, train_fn, epochs: int, description: str, argv=None):
+    """The samples' command line (--epochs, --out): train, write NAME.onnx and NAME.json (the held-out
+    accuracy), print it; returns (output folder, trained model)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    model, acc = train(args.epochs)
-    export(model, args.out / "digits_resnet.onnx")
-    train_x, _, test_x, test_y = load_digits_split()
-    np.savez_compressed(args.out / "digits_calib.npz", input=train_x[:256])
-    np.savez_compressed(args.out / "digits_test.npz", input=test_x, label=test_y)
+    model, acc = train_fn(args.epochs)
+    export(model, args.out / f"{name}.onnx")
+    (args.out / f"{name}.json").write_text(json.dumps({"fp32_test_accuracy": acc}, indent=2))
+    print(f"fp32 test accuracy: {acc:.4f} ({len(load_digits_split()[3])} held-out images)")
+    return args.out, model
+
+
+def main(argv=None) -> None:
     import torch
 
-    torch.save(model.state_dict(), args.out / "digits_resnet.pt")
-    (args.out / "digits_resnet.json").write_text(json.dumps({"fp32_test_accuracy": acc}, indent=2))
-    print(f"fp32 test accuracy: {acc:.4f} ({len(test_y)} held-out images)")
+    out, model = train_and_export("digits_resnet", train, 40, __doc__.splitlines()[0], argv)
+    train_x, _, test_x, test_y = load_digits_split()
+    np.savez_compressed(out / "digits_calib.npz", input=train_x[:256])
+    np.savez_compressed(out / "digits_test.npz", input=test_x, label=test_y)
+    torch.save(model.state_dict(), out / "digits_resnet.pt")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,9 @@ Run: ``python sample_models/digits_transformer.py [--epochs N] [--out DIR]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-from pathlib import Path
 
-from digits_resnet import HERE, SEED, export, fit, load_digits_split  # noqa: E402  (run from this folder or sys.path)
+from digits_resnet import SEED, fit, train_and_export  # noqa: E402  (run from this folder or sys.path)
 
 WIDTH, HEADS, BLOCKS, FFN = 32, 4, 2, 64
 
@@ -67,15 +64,7 @@ def train(epochs: int, seed: int = SEED):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=120)
-    parser.add_argument("--out", type=Path, default=HERE)
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    model, acc = train(args.epochs)
-    export(model, args.out / "digits_transformer.onnx")
-    (args.out / "digits_transformer.json").write_text(json.dumps({"fp32_test_accuracy": acc}, indent=2))
-    print(f"fp32 test accuracy: {acc:.4f} ({len(load_digits_split()[3])} held-out images)")
+    train_and_export("digits_transformer", train, 120, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,7 @@ class Comparator:
         tainted, self.float_rounding = float_rounding(quant_model)
         every = backend_tensors(quant_model) if options.extra_backends else []
         self.compared = [t for t in every if t not in tainted]
+        self.compared_set = set(self.compared)
         self.not_compared = len(every) - len(self.compared)
         self.approx = [q for _, q in self.pairs if q in tainted] if options.extra_backends else []
         self.fetched = list(dict.fromkeys(self.compared + self.approx))
@@ -171,10 +172,9 @@ class Comparator:
 
     def _backends(self, acc: "_Accumulators", feeds: dict, qv: dict) -> None:
         """Extra backends vs onnxruntime: bit for bit where possible, else outputs by cosine."""
-        compared = set(self.compared)
         for name, run in self.extra.items():
             for tensor, value in zip(self.fetched, run(feeds)):
-                if tensor in compared and (qv[tensor].dtype in QUANT_DTYPES or tensor in self.dequantized):
+                if tensor in self.compared_set and (qv[tensor].dtype in QUANT_DTYPES or tensor in self.dequantized):
                     acc.mismatch[name].setdefault(tensor, MismatchStats()).add(qv[tensor], value)
                 if tensor in self.approx:
                     cos = float(sample_cosines(qv[tensor].astype(np.float64), value.astype(np.float64)).min())
