@@ -68,4 +68,8 @@ def test_auto_bad_input_exits_2_before_any_work(tmp_path, capsys):
     assert "is a file" in capsys.readouterr().err
     assert main(["auto", *BASE, "--max-size", "lots", "-o", str(tmp_path / "o")]) == 2
     assert "--max-size 'lots'" in capsys.readouterr().err
+    assert main(["auto", *BASE, "--labels", "nolabel", "-o", str(tmp_path / "o")]) == 2
+    assert "has no array 'nolabel' for --labels" in capsys.readouterr().err
+    assert main(["auto", *BASE, "--calib", str(tmp_path / "none.npz"), "-o", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

@@ -115,8 +115,22 @@ def prepare_folder(cfg: AutoConfig) -> Artefacts:
     art = Artefacts.in_folder(folder, cfg.model)
     for path in art.paths():
         check_output_path(path, cfg.model, cfg.calib, cfg.data)
+    _check_inputs(cfg)
     folder.mkdir(parents=True, exist_ok=True)
     return art
+
+
+def _check_inputs(cfg: AutoConfig) -> None:
+    """Read the model, both data files and the --labels array once up front, so bad input fails
+    before any work (the validation stage, which reads the labels, comes after the Hessian)."""
+    from onnx_hawq.calibration.onnx_route import load_labels
+    from onnx_hawq.model_io import load_data, load_model
+
+    model = load_model(cfg.model)
+    load_data(cfg.calib, model)
+    data = load_data(cfg.data, model)
+    if cfg.labels is not None:
+        load_labels(cfg.data, cfg.labels, len(next(iter(data.values()))))
 
 
 def size_budget(inst, limit: Limit) -> SizeBudget:
