@@ -28,7 +28,7 @@ import onnx  # noqa: E402
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.accuracy import greedy_plan, hawq_plan, plan_cost, plot, summarize  # noqa: E402
 from benchmarks.quantize_speed import latency_ms  # noqa: E402
-from onnx_hawq.calibrate import CalibConfig  # noqa: E402
+from onnx_hawq.calibration.ranges import CalibConfig  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
 from onnx_hawq.plan import uniform_plan  # noqa: E402
 from onnx_hawq.quantize import quantize_model  # noqa: E402
@@ -104,7 +104,7 @@ def tokenize(st, sentences: list[str], seq_len: int) -> dict[str, np.ndarray]:
 
 
 def run_model(model: onnx.ModelProto, feed: dict) -> np.ndarray:
-    from onnx_hawq.calibrate import session
+    from onnx_hawq.ort import session
 
     emb = session(model).run(None, feed)[0]
     return emb / np.linalg.norm(emb, axis=1, keepdims=True)

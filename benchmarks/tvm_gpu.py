@@ -140,7 +140,7 @@ def resnet(tvm, torch, target, batch: int, plans: list[str]) -> dict:
 
 def quantized_row(tvm, target, model, x: np.ndarray, spec: str) -> dict:
     """Quantize with a uniform plan, build, time, and count mismatches vs onnxruntime on 2 samples."""
-    from onnx_hawq.calibrate import session
+    from onnx_hawq.ort import session
     from onnx_hawq.compile.build import run_vm
     from onnx_hawq.compile.frontend import import_onnx
     from onnx_hawq.plan import uniform_plan

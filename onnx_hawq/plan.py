@@ -10,7 +10,7 @@ from typing import Any
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError, close_matches
 from onnx_hawq.layers import Layer
-from onnx_hawq.quantizer import ACT_BITS, WEIGHT_BITS
+from onnx_hawq.arith.quantizer import ACT_BITS, WEIGHT_BITS
 
 
 @dataclasses.dataclass(frozen=True)

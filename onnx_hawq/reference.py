@@ -12,24 +12,10 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from onnx_hawq.arith.ort_math import (dequantize_linear, gap_multiplier, layer_multiplier, qlinear_add,
+                                      quantize_linear, requantize)
+
 F32 = np.float32
-
-
-def requantize(acc: np.ndarray, mult: np.ndarray, zp: int, lo: int = 0, hi: int = 255) -> np.ndarray:
-    """uint8 = clamp(rne(float32(acc) * mult)) + zp, as MLAS does it."""
-    v = acc.astype(F32) * mult.astype(F32)
-    v = np.clip(v, F32(lo - zp), F32(hi - zp))
-    return (np.rint(v).astype(np.int32) + zp).astype(np.uint8)
-
-
-def quantize_linear(x, scale, zp):
-    z = int(zp)
-    v = np.clip(x.astype(F32) / F32(scale), F32(-z), F32(255 - z))
-    return (np.rint(v).astype(np.int32) + z).astype(np.uint8)
-
-
-def dequantize_linear(q, scale, zp):
-    return (q.astype(np.int32) - int(zp)).astype(F32) * F32(scale)
 
 
 def _conv_int(x, w, attrs):
@@ -56,15 +42,11 @@ def _conv_int(x, w, attrs):
     return out
 
 
-def _layer_mult(x_scale, w_scale, y_scale):
-    return (F32(x_scale) * np.asarray(w_scale, F32)) / F32(y_scale)
-
-
 def qlinear_conv(x, xs, xz, w, ws, wz, ys, yz, b=None, **attrs):
     acc = _conv_int(x.astype(np.int64) - int(xz), w.astype(np.int64) - np.asarray(wz, np.int64).reshape(-1, 1, 1, 1), attrs)
     if b is not None:
         acc += b.astype(np.int64).reshape(1, -1, 1, 1)
-    mult = np.broadcast_to(_layer_mult(xs, ws, ys), (w.shape[0],)).reshape(1, -1, 1, 1)
+    mult = np.broadcast_to(layer_multiplier(xs, ws, ys), (w.shape[0],)).reshape(1, -1, 1, 1)
     return requantize(acc, mult, int(yz))
 
 
@@ -79,33 +61,23 @@ def qgemm(a, as_, az, b, bs, bz, c=None, ys=None, yz=None, transA=0, transB=0, a
     acc = _matmul_int(a.T if transA else a, az, bmat, np.broadcast_to(np.asarray(bz), (bmat.shape[1],)))
     if c is not None:
         acc += c.astype(np.int64)
-    return requantize(acc, np.broadcast_to(_layer_mult(as_, bs, ys), (bmat.shape[1],)), int(yz))
+    return requantize(acc, np.broadcast_to(layer_multiplier(as_, bs, ys), (bmat.shape[1],)), int(yz))
 
 
 def qlinear_matmul(a, as_, az, b, bs, bz, ys, yz):
     acc = _matmul_int(a, az, b, np.broadcast_to(np.asarray(bz), (b.shape[1],)))
-    return requantize(acc, np.broadcast_to(_layer_mult(as_, bs, ys), (b.shape[1],)), int(yz))
-
-
-def _fma32(x, y, z):
-    """float32 fused multiply-add (x*y+z rounded once), computed exactly in float64."""
-    return (x.astype(np.float64) * np.float64(y) + z.astype(np.float64)).astype(F32)
-
-
-def qlinear_add(a, as_, az, b, bs, bz, cs, cz):
-    ra, rb = F32(as_) / F32(cs), F32(bs) / F32(cs)
-    fixed = F32(int(cz)) - (F32(ra * F32(int(az))) + F32(rb * F32(int(bz))))
-    a, b = np.broadcast_arrays(a, b)
-    inner = _fma32(b.astype(F32), rb, np.full(b.shape, fixed, F32))
-    v = _fma32(a.astype(F32), ra, inner)
-    return np.clip(np.rint(v), 0, 255).astype(np.uint8)
+    return requantize(acc, np.broadcast_to(layer_multiplier(as_, bs, ys), (b.shape[1],)), int(yz))
 
 
 def qlinear_gap(x, xs, xz, ys, yz, channels_last=0):
+    """QLinearGlobalAveragePool over the spatial axes (NCHW, or NHWC when channels_last)."""
+    if channels_last:
+        x = np.moveaxis(x, -1, 1)
     n = int(np.prod(x.shape[2:]))
     acc = x.astype(np.int64).reshape(x.shape[0], x.shape[1], -1).sum(-1) - int(xz) * n
-    mult = F32(xs) / (F32(ys) * F32(n))
-    return requantize(acc, np.array(mult), int(yz)).reshape(x.shape[0], x.shape[1], 1, 1)
+    y = requantize(acc, np.array(gap_multiplier(xs, ys, n)), int(yz))
+    y = y.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
+    return np.moveaxis(y, 1, -1) if channels_last else y
 
 
 KERNELS = {

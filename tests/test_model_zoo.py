@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnx_hawq.calibrate import CalibConfig
+from onnx_hawq.calibration.ranges import CalibConfig
 from onnx_hawq.plan import uniform_plan
 from onnx_hawq.quantize import quantize_model
 from tests.helpers import run_ort

@@ -15,7 +15,7 @@ from onnx_hawq.plan import LayerBits, fingerprint
 from onnx_hawq.planning.costs import bops, candidate_choices, perturbations, size_bytes
 from onnx_hawq.planning.instance import load_prepared
 from onnx_hawq.planning.limits import Limit, format_amount, parse_limit
-from onnx_hawq.quantizer import weight_error
+from onnx_hawq.arith.quantizer import weight_error
 
 MODEL = Path(__file__).resolve().parents[1] / "sample_models" / "digits_resnet.onnx"
 

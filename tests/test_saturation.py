@@ -6,7 +6,7 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from onnx_hawq.quantizer import weight_qmax
+from onnx_hawq.arith.quantizer import weight_qmax
 from onnx_hawq.reference import qlinear_conv
 from tests.helpers import run_ort
 

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from onnx_hawq.calibrate import session
+from onnx_hawq.ort import session
 from onnx_hawq.cli.main import cli
 from onnx_hawq.model_io import load_data
 from onnx_hawq.plan import uniform_plan

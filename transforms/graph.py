@@ -1,7 +1,10 @@
-"""A small mutable view over an ONNX graph that rewrite rules match against.
+"""The one rule protocol of every rewrite, and the small graph view rules match against.
 
-Rules are pure: `match` and `check` only read the view; `replace` returns a `Replacement`
-that `apply_rules` applies. The view keeps producer/consumer maps and initializer arrays.
+A rule is `match` (a node -> what the rule needs, or None), `check` (a reason to refuse, or None)
+and `replace` (-> a `Replacement`: nodes out, nodes in, constants, and the records of the nodes it
+wrote). Rules are pure: they read the view and build new nodes; only `apply_rules` edits the graph.
+Rules that need facts beyond the graph (calibrated scales, value ranges) are made by a factory
+`rule(ctx)` over a frozen context.
 """
 
 from __future__ import annotations
@@ -22,11 +25,15 @@ class Replacement:
     add: list[onnx.NodeProto]
     constants: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     rename: dict[str, str] = dataclasses.field(default_factory=dict)  # tensor -> tensor, for consumers
+    records: list[dict] = dataclasses.field(default_factory=list)  # report rows of the nodes written
 
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """A rewrite: match one anchor node, check it (reason when refused), build its replacement."""
+    """A rewrite: match one anchor node, check it (reason when refused), build its replacement.
+
+    `match(graph, node) -> M | None`, `check(graph, m) -> str | None`, `replace(graph, m) -> Replacement`.
+    """
 
     name: str
     match: Callable[["Graph", onnx.NodeProto], object | None]
@@ -129,13 +136,35 @@ class Graph:
         self.refresh()
 
 
-def apply_rules(model: onnx.ModelProto, rules: list[Rule]) -> list[tuple[str, str, str]]:
-    """Apply `rules` in one forward sweep that revisits each replacement; return refusals.
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    """A match that a rule's check refused, with the reason."""
 
-    Returns (rule, node, reason) for every match a rule's check refused.
+    rule: str
+    node: str
+    op: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"node": self.node, "op": self.op, "reason": self.reason, "rule": self.rule}
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What `apply_rules` did: the refusals and the records of the nodes the rules wrote."""
+
+    refused: tuple[Refusal, ...]
+    records: tuple[dict, ...]
+
+
+def apply_rules(target: onnx.ModelProto | Graph, rules: list[Rule], prune: bool = True) -> Outcome:
+    """Apply `rules` in one forward sweep that revisits each replacement.
+
+    `target` is edited in place; `prune` drops what no node reads afterwards.
     """
-    graph = Graph(model)
-    refused: dict[tuple[str, str], str] = {}
+    graph = target if isinstance(target, Graph) else Graph(target)
+    refused: dict[tuple[str, str], Refusal] = {}
+    records: list[dict] = []
     i = 0
     while i < len(graph.g.node):
         node = graph.g.node[i]
@@ -144,11 +173,17 @@ def apply_rules(model: onnx.ModelProto, rules: list[Rule]) -> list[tuple[str, st
             if m is None:
                 continue
             reason = rule.check(graph, m)
+            name = node.name or node.output[0]
             if reason:
-                refused[(rule.name, node.name or node.output[0])] = reason
+                refused[(rule.name, name)] = Refusal(rule.name, name, node.op_type, reason)
                 continue
-            i = graph.apply(rule.replace(graph, m)) - 1
+            rep = rule.replace(graph, m)
+            records.extend(rep.records)
+            i = graph.apply(rep) - 1
             break
         i += 1
-    graph.prune()
-    return [(r, n, why) for (r, n), why in refused.items()]
+    if prune:
+        graph.prune()
+    else:
+        graph.flush()
+    return Outcome(tuple(refused.values()), tuple(records))

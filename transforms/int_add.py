@@ -1,5 +1,5 @@
 """Rule: com.microsoft QLinearAdd -> an integer program: (a*ba + b*bb + f) rounded by 2^c, or a
-256x256 lookup table where that program would differ from onnxruntime (see compile.intmath)."""
+256x256 lookup table where that program would differ from onnxruntime (see arith.requant)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from onnx_hawq.compile.intmath import add_program
-from onnx_hawq.qcontext import MS
+from onnx_hawq.arith.requant import add_program
+from onnx_hawq.transforms.qcontext import MS
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
 from onnx_hawq.transforms.int_requant import Chain, IntContext, rne_div, scalar, to_uint8
 

@@ -7,8 +7,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from onnx_hawq.compile.intmath import MAX_TABLE, gap_program
-from onnx_hawq.qcontext import MS
+from onnx_hawq.arith.requant import MAX_TABLE, gap_program
+from onnx_hawq.transforms.qcontext import MS
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
 from onnx_hawq.transforms.int_requant import Chain, IntContext, requantize, scalar
 

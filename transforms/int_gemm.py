@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from onnx_hawq.qcontext import MS
+from onnx_hawq.transforms.qcontext import MS
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
 from onnx_hawq.transforms.int_requant import Chain, IntContext, exact_reason, layer_q, requantize
 

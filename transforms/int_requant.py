@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from onnx_hawq.compile.intmath import LayerQ, Requant, layer_params
+from onnx_hawq.arith.requant import LayerQ, Requant, layer_params
 from onnx_hawq.transforms.graph import Graph
 
 

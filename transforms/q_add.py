@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import MS, QuantContext, clip_node
-from onnx_hawq.qparams import dyadic
+from onnx_hawq.arith.dyadic import dyadic
+from onnx_hawq.arith.signatures import domain_of, ordered
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule, output_name, removed
+from onnx_hawq.transforms.qcontext import QuantContext, clip_node
+from onnx_hawq.transforms.qrule import node_record, output_name, qrule, removed
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -27,14 +28,16 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     as_, az, c1 = ctx.scalar_inputs(a)
     bs, bz, c2 = ctx.scalar_inputs(b)
     cs, cz, c3 = ctx.scalar_inputs(qn.out)
-    node = helper.make_node("QLinearAdd", [ctx.qname(a), as_, az, ctx.qname(b), bs, bz, cs, cz],
-                            [output_name(ctx, qn)], name=f"{qn.node.name or qn.out}_quant", domain=MS)
+    slots = {"a": ctx.qname(a), "a_scale": as_, "a_zp": az, "b": ctx.qname(b), "b_scale": bs, "b_zp": bz,
+             "y_scale": cs, "y_zp": cz}
+    node = helper.make_node("QLinearAdd", ordered("QLinearAdd", slots), [output_name(ctx, qn)],
+                            name=f"{qn.node.name or qn.out}_quant", domain=domain_of("QLinearAdd"))
     clip, cc, _ = clip_node(ctx, qn.out, node.output[0])
     sc = np.float32(ctx.params[qn.out].scale)
     ratios = [np.float32(ctx.params[t].scale) / sc for t in (a, b)]
-    ctx.record(node, qn, dyadic=[list(dyadic(float(r))) for r in ratios], relu=qn.fused is not None,
-               exact=ctx.exact.get(qn.out, False))
-    return Replacement(remove=removed(qn), add=[node, *clip], constants={**c1, **c2, **c3, **cc})
+    row = node_record(ctx, node, qn, dyadic=[list(dyadic(float(r))) for r in ratios], relu=qn.fused is not None,
+                      exact=ctx.exact.get(qn.out, False))
+    return Replacement(remove=removed(qn), add=[node, *clip], constants={**c1, **c2, **c3, **cc}, records=[row])
 
 
-RULE = QRule("add", check, replace)
+rule = qrule("add", (Kind.ADD,), check, replace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from onnx import helper
 
-from onnx_hawq.qcontext import QuantContext, clip_node
+from onnx_hawq.transforms.qcontext import QuantContext, clip_node
 from onnx_hawq.transforms.graph import Replacement
 
 

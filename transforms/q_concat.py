@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from onnx import helper
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import QuantContext
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule
+from onnx_hawq.transforms.qcontext import QuantContext
+from onnx_hawq.transforms.qrule import node_record, qrule
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -25,8 +25,8 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     node = helper.make_node("Concat", [ctx.qname(t) for t in qn.inputs], [ctx.qname(qn.out)],
                             name=f"{qn.node.name or qn.out}_quant")
     node.attribute.extend(qn.node.attribute)
-    ctx.record(node, qn, exact=True)
-    return Replacement(remove=[qn.node], add=[node], constants={})
+    row = node_record(ctx, node, qn, exact=True)
+    return Replacement(remove=[qn.node], add=[node], constants={}, records=[row])
 
 
-RULE = QRule("concat", check, replace)
+rule = qrule("concat", (Kind.CONCAT,), check, replace)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import QuantContext
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule, layer_replacement
-
-ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")
+from onnx_hawq.transforms.qcontext import QuantContext
+from onnx_hawq.transforms.qrule import layer_replacement, qrule
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -17,7 +15,7 @@ def check(ctx: QuantContext, qn: QNode) -> str | None:
 
 
 def replace(ctx: QuantContext, qn: QNode) -> Replacement:
-    return layer_replacement(ctx, qn, "QLinearConv", ORDER, attributes=qn.node.attribute)
+    return layer_replacement(ctx, qn, "QLinearConv", attributes=qn.node.attribute)
 
 
-RULE = QRule("conv", check, replace)
+rule = qrule("conv", (Kind.CONV,), check, replace)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 from onnx import helper
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import MS, QuantContext, clip_node
-from onnx_hawq.qparams import dyadic
+from onnx_hawq.arith.dyadic import dyadic
+from onnx_hawq.arith.ort_math import gap_multiplier
+from onnx_hawq.arith.signatures import domain_of, ordered
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule, output_name, removed
-
-
-def gap_multiplier(sx: float, sy: float, n: int) -> np.float32:
-    """onnxruntime's float32 multiplier: x_scale / (y_scale * N)."""
-    return np.float32(sx) / (np.float32(sy) * np.float32(n))
+from onnx_hawq.transforms.qcontext import QuantContext, clip_node
+from onnx_hawq.transforms.qrule import node_record, output_name, qrule, removed
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -31,12 +27,14 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     x = qn.inputs[0]
     xs, xz, c1 = ctx.scalar_inputs(x)
     ys, yz, c2 = ctx.scalar_inputs(qn.out)
-    node = helper.make_node("QLinearGlobalAveragePool", [ctx.qname(x), xs, xz, ys, yz], [output_name(ctx, qn)],
-                            name=f"{qn.node.name or qn.out}_quant", domain=MS, channels_last=0)
+    slots = {"x": ctx.qname(x), "x_scale": xs, "x_zp": xz, "y_scale": ys, "y_zp": yz}
+    op = "QLinearGlobalAveragePool"
+    node = helper.make_node(op, ordered(op, slots), [output_name(ctx, qn)],
+                            name=f"{qn.node.name or qn.out}_quant", domain=domain_of(op), channels_last=0)
     clip, cc, _ = clip_node(ctx, qn.out, node.output[0])
     m = gap_multiplier(ctx.params[x].scale, ctx.params[qn.out].scale, ctx.spatial[x])
-    ctx.record(node, qn, dyadic=[list(dyadic(float(m)))], exact=ctx.exact.get(qn.out, False))
-    return Replacement(remove=removed(qn), add=[node, *clip], constants={**c1, **c2, **cc})
+    row = node_record(ctx, node, qn, dyadic=[list(dyadic(float(m)))], exact=ctx.exact.get(qn.out, False))
+    return Replacement(remove=removed(qn), add=[node, *clip], constants={**c1, **c2, **cc}, records=[row])
 
 
-RULE = QRule("gap", check, replace)
+rule = qrule("gap", (Kind.GAP,), check, replace)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import MS, QuantContext
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule, layer_replacement
-
-ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "bias", "y_scale", "y_zp")
+from onnx_hawq.transforms.qcontext import QuantContext
+from onnx_hawq.transforms.qrule import layer_replacement, qrule
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -16,7 +14,7 @@ def check(ctx: QuantContext, qn: QNode) -> str | None:
 
 def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     trans_b = 1 if qn.layer.out_axis == 0 else 0
-    return layer_replacement(ctx, qn, "QGemm", ORDER, domain=MS, transB=trans_b, alpha=1.0)
+    return layer_replacement(ctx, qn, "QGemm", transB=trans_b, alpha=1.0)
 
 
-RULE = QRule("gemm", check, replace)
+rule = qrule("gemm", (Kind.GEMM,), check, replace)

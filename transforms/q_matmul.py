@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import QuantContext
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule, layer_replacement
-
-ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp")
+from onnx_hawq.transforms.qcontext import QuantContext
+from onnx_hawq.transforms.qrule import layer_replacement, qrule
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -15,7 +13,7 @@ def check(ctx: QuantContext, qn: QNode) -> str | None:
 
 
 def replace(ctx: QuantContext, qn: QNode) -> Replacement:
-    return layer_replacement(ctx, qn, "QLinearMatMul", ORDER)
+    return layer_replacement(ctx, qn, "QLinearMatMul")
 
 
-RULE = QRule("matmul", check, replace)
+rule = qrule("matmul", (Kind.MATMUL,), check, replace)

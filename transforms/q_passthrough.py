@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 from onnx import helper
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import QuantContext
+from onnx_hawq.transforms.annotate import Kind, QNode
 from onnx_hawq.transforms.graph import Replacement
-from onnx_hawq.transforms.qrule import QRule
+from onnx_hawq.transforms.qcontext import QuantContext
+from onnx_hawq.transforms.qrule import node_record, qrule
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
@@ -18,7 +18,7 @@ def check(ctx: QuantContext, qn: QNode) -> str | None:
 
 def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     x = qn.inputs[0]
-    if qn.kind == "relu":
+    if qn.kind == Kind.RELU:
         zp = f"{qn.out}_relu_floor"
         node = helper.make_node("Max", [ctx.qname(x), zp], [ctx.qname(qn.out)], name=f"{qn.node.name or qn.out}_quant")
         consts = {zp: np.array(ctx.params[x].zero_point, np.uint8)}
@@ -28,9 +28,8 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
                                 name=f"{qn.node.name or qn.out}_quant")
         node.attribute.extend(qn.node.attribute)
         consts = {}
-    ctx.record(node, qn)
-    return Replacement(remove=[qn.node], add=[node], constants=consts)
+    row = node_record(ctx, node, qn)
+    return Replacement(remove=[qn.node], add=[node], constants=consts, records=[row])
 
 
-PASS_RULE = QRule("pass", check, replace)
-RELU_RULE = QRule("relu", check, replace)
+rule = qrule("pass", (Kind.PASS, Kind.RELU), check, replace)

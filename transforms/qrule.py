@@ -1,22 +1,38 @@
-"""The shape of an integer rewrite: a check that may refuse (with a reason) and a replacement."""
+"""Integer rules over annotated nodes: the adapter to the one `Rule` protocol, and the shared
+pieces of their replacements (layer nodes, clips, relu floors, node records)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
-from onnx_hawq.annotate import QNode
-from onnx_hawq.qcontext import QuantContext
-from onnx_hawq.transforms.graph import Replacement
+import numpy as np
+import onnx
+from onnx import helper
+
+from onnx_hawq.arith import schema
+from onnx_hawq.arith.quantizer import layer_size_bytes
+from onnx_hawq.arith.signatures import domain_of, ordered
+from onnx_hawq.transforms.annotate import Kind, QNode
+from onnx_hawq.transforms.graph import Graph, Replacement, Rule
+from onnx_hawq.transforms.qcontext import QuantContext, clip_node, dyadics, weight_form_label
+
+Check = Callable[[QuantContext, QNode], "str | None"]
+Build = Callable[[QuantContext, QNode], Replacement]
 
 
-@dataclasses.dataclass(frozen=True)
-class QRule:
-    """Rewrite for one annotated node kind (the annotation is the match)."""
+def qrule(name: str, kinds: tuple[Kind, ...], check: Check, replace: Build) -> Callable[[QuantContext], Rule]:
+    """A factory `rule(ctx)`: the Rule that matches the annotated anchors of `kinds` in `ctx`."""
 
-    kind: str
-    check: Callable[[QuantContext, QNode], str | None]
-    replace: Callable[[QuantContext, QNode], Replacement]
+    def make(ctx: QuantContext) -> Rule:
+        def match(graph: Graph, node: onnx.NodeProto) -> QNode | None:
+            qn = ctx.anchors.get(node.output[0]) if node.output else None
+            if qn is None or qn.kind not in kinds or qn.node.op_type != node.op_type:
+                return None
+            return qn
+
+        return Rule(name, match, lambda graph, qn: check(ctx, qn), lambda graph, qn: replace(ctx, qn))
+
+    return make
 
 
 def removed(qn: QNode) -> list:
@@ -28,48 +44,50 @@ def output_name(ctx: QuantContext, qn: QNode) -> str:
     return ctx.qname(qn.out) if ctx.params[qn.out].bits >= 8 else f"{qn.out}_unclipped"
 
 
-def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, order: tuple[str, ...],
-                      domain: str = "", attributes=(), **attrs) -> Replacement:
-    """Emit a QLinear layer node whose inputs follow `order` over the slots
-    x, x_scale, x_zp, w, w_scale, w_zp, bias, y_scale, y_zp."""
-    import numpy as np
-    from onnx import helper
+def node_record(ctx: QuantContext, node: onnx.NodeProto, qn: QNode, **fields) -> dict:
+    """Write the hawq.* record of new `node` (standing for `qn`) onto it; return its report row."""
+    row = {"op": node.op_type, "float_op": qn.node.op_type, "output": qn.out,
+           "a_bits_out": ctx.params[qn.out].bits if qn.quantized_out() else None, **fields}
+    if qn.layer is not None:
+        row["layer"] = qn.layer.name
+    schema.write_meta(node, row)
+    return {"node": node.name, **row}
 
-    from onnx_hawq.qcontext import clip_node, dyadics, weight_form_label
 
+def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, attributes=(), **attrs) -> Replacement:
+    """Emit the QLinear layer node `op_type` (inputs in the signature table's order) for `qn`."""
     lw = ctx.layer_weights(qn)
     name = ctx.weight_key(qn)
     xs, xz, c1 = ctx.scalar_inputs(qn.inputs[0])
     ys, yz, c2 = ctx.scalar_inputs(qn.out)
-    slots = {"x": ctx.qname(qn.inputs[0]), "x_scale": xs, "x_zp": xz, "w": f"{name}_quantized",
-             "w_scale": f"{name}_scale", "w_zp": f"{name}_zero_point", "bias": f"{name}_bias_quantized",
-             "y_scale": ys, "y_zp": yz}
+    slots = {"x": ctx.qname(qn.inputs[0]), "x_scale": xs, "x_zp": xz, "w": schema.qname(name),
+             "w_scale": schema.scale_name(name), "w_zp": schema.zero_point_name(name),
+             "bias": f"{name}_bias_quantized", "y_scale": ys, "y_zp": yz}
+    if op_type == "QLinearMatMul":
+        del slots["bias"]
     consts = {**c1, **c2, slots["w"]: lw.q, slots["w_scale"]: lw.scales,
               slots["w_zp"]: np.zeros(len(lw.scales), np.int8)}
-    if "bias" in order:
+    if "bias" in slots:
         consts[slots["bias"]] = lw.bias
     floor, floor_consts = relu_floor(ctx, qn, output_name(ctx, qn))
     written = floor[0].input[0] if floor else output_name(ctx, qn)
-    node = helper.make_node(op_type, [slots[k] for k in order], [written], name=f"{qn.layer.name}_quant",
-                            domain=domain or None, **attrs)
+    node = helper.make_node(op_type, ordered(op_type, slots), [written], name=f"{qn.layer.name}_quant",
+                            domain=domain_of(op_type) or None, **attrs)
     node.attribute.extend(attributes)
     clip, clip_consts, _ = clip_node(ctx, qn.out, output_name(ctx, qn))
-    ctx.record(node, qn, w_bits=ctx.bits[qn.layer.name].w_bits, a_bits_in=ctx.params[qn.inputs[0]].bits,
-               form=weight_form_label(ctx, qn), dyadic=dyadics(lw.multipliers),
-               exact=bool(lw.exact.all()), relu=qn.fused is not None, params=int(lw.q.size),
-               size_bytes=int(np.ceil(lw.q.size * ctx.bits[qn.layer.name].w_bits / 8)) + 4 * len(lw.scales)
-               + (4 * len(lw.bias) if qn.layer.bias else 0),
-               w_scale_range=[float(lw.scales.min()), float(lw.scales.max())])
-    return Replacement(remove=removed(qn), add=[node, *floor, *clip], constants={**consts, **clip_consts,
-                                                                                 **floor_consts})
+    w_bits = ctx.bits[qn.layer.name].w_bits
+    row = node_record(ctx, node, qn, w_bits=w_bits, a_bits_in=ctx.params[qn.inputs[0]].bits,
+                      form=weight_form_label(ctx, qn), dyadic=dyadics(lw.multipliers),
+                      exact=bool(lw.exact.all()), relu=qn.fused is not None, params=int(lw.q.size),
+                      size_bytes=layer_size_bytes(lw.q.size, len(lw.scales), w_bits, bool(qn.layer.bias)),
+                      w_scale_range=[float(lw.scales.min()), float(lw.scales.max())])
+    return Replacement(remove=removed(qn), add=[node, *floor, *clip],
+                       constants={**consts, **clip_consts, **floor_consts}, records=[row])
 
 
 def relu_floor(ctx: QuantContext, qn: QNode, out: str) -> tuple[list, dict]:
     """A fused Relu is free while the output's zero point is 0 (codes saturate at 0). When the output
     shares a quantizer with negative values (a Concat), apply it: Max(codes, zero_point) -> `out`."""
-    import numpy as np
-    from onnx import helper
-
     zp = ctx.params[qn.out].zero_point
     if qn.fused is None or zp == 0:
         return [], {}

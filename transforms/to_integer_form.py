@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import onnx
 
-from onnx_hawq.compile.ranges import uint8_ranges
+from onnx_hawq.value_ranges import uint8_ranges
 from onnx_hawq.transforms import int_add, int_conv, int_gap, int_gemm, int_matmul
 from onnx_hawq.transforms.graph import apply_rules
 from onnx_hawq.transforms.int_requant import IntContext
@@ -26,19 +26,19 @@ def to_integer_form(model: onnx.ModelProto) -> onnx.ModelProto:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     ctx = IntContext(uint8_ranges(out), pooled_sizes(out))
-    refused = apply_rules(out, [m.rule(ctx) for m in (int_conv, int_gemm, int_matmul, int_add, int_gap)])
-    for rule, node, why in refused:
-        log.warning("integer form: kept %s as it was (%s): %s", node, rule, why)
+    refused = apply_rules(out, [m.rule(ctx) for m in (int_conv, int_gemm, int_matmul, int_add, int_gap)]).refused
+    for r in refused:
+        log.warning("integer form: kept %s as it was (%s): %s", r.node, r.rule, r.reason)
     del out.graph.value_info[:]
     _set_meta(out, "hawq.format", "integer")
-    _set_meta(out, "hawq.integer_kept", json.dumps([{"node": n, "reason": why} for _, n, why in refused]))
+    _set_meta(out, "hawq.integer_kept", json.dumps([{"node": r.node, "reason": r.reason} for r in refused]))
     return out
 
 
 def pooled_sizes(model: onnx.ModelProto) -> dict[str, int]:
     """Number of averaged values per QLinearGlobalAveragePool input, from one onnxruntime run on
     zeros (batch 1); empty when a non-batch input dimension is symbolic or the run fails."""
-    from onnx_hawq.calibrate import expose, session
+    from onnx_hawq.ort import expose, session
     from onnx_hawq.model_io import input_specs
 
     pooled = {n.input[0]: n for n in model.graph.node if n.op_type == "QLinearGlobalAveragePool"}

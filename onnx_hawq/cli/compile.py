@@ -52,7 +52,7 @@ def build_library(model, config: CompileConfig, target) -> float:
 
 def check_library(config: CompileConfig, model, data: dict, target):
     """Run the exported library and onnxruntime on `data` -> `compile.check.CheckResult`."""
-    from onnx_hawq.calibrate import session
+    from onnx_hawq.ort import session
     from onnx_hawq.compile import build as tb
     from onnx_hawq.compile.check import compare
     from onnx_hawq.errors import HawqError

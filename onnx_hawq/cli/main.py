@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from onnx_hawq import __version__
+from onnx_hawq.version import __version__
 from onnx_hawq.errors import HawqError
 
 # command name -> module under onnx_hawq.cli that defines `command`

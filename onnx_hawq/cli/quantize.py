@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from onnx_hawq.calibrate import Method
+from onnx_hawq.calibration.ranges import Method
 from onnx_hawq.cli.options import bits_options, model_argument, progress, verbosity
 from onnx_hawq.config import JsonConfig
 
@@ -32,7 +32,7 @@ def run_quantize(config: QuantizeConfig, show_progress: bool = True) -> dict:
     """Load, quantize, check and atomically save; return the report (also written as JSON)."""
     import onnx
 
-    from onnx_hawq.calibrate import CalibConfig
+    from onnx_hawq.calibration.ranges import CalibConfig
     from onnx_hawq.config import atomic_write_json
     from onnx_hawq.errors import InputError
     from onnx_hawq.model_io import check_output_path, load_data, load_model, save_model

@@ -125,7 +125,7 @@ def run_tvm(model: onnx.ModelProto, feeds: dict[str, np.ndarray], target: str = 
 
 def tvm_backend(model: onnx.ModelProto, names: list[str], target: str = "llvm"):
     """A validate-backend factory: builds once, returns run(feeds) -> arrays named `names`."""
-    from onnx_hawq.calibrate import expose
+    from onnx_hawq.ort import expose
     from onnx_hawq.compile.frontend import import_onnx
 
     exposed = expose(model, names)

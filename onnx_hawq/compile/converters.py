@@ -3,7 +3,7 @@
 Layers accumulate exactly in int32 (uint8 x int8 conv2d / matmul) and requantize with the dyadic
 integer form wherever it provably equals onnxruntime's float32 arithmetic, else with a float32
 emulation of it. QLinearAdd and QLinearGlobalAveragePool use the checked integer programs (or
-lookup tables) of compile.intmath. QuantizeLinear is replaced for per-tensor uint8/int8 outputs
+lookup tables) of arith.requant. QuantizeLinear is replaced for per-tensor uint8/int8 outputs
 because TVM's own lowering rounds with the target's `round`.
 """
 
@@ -17,7 +17,7 @@ from tvm import relax, tirx
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
 from onnx_hawq.compile import relax_ops as ops
-from onnx_hawq.compile.intmath import LayerQ, add_program, gap_program, layer_params
+from onnx_hawq.arith.requant import LayerQ, add_program, gap_program, layer_params
 from onnx_hawq.errors import InputError
 
 # {node name: (lo, hi) of its first input}, set by frontend.import_onnx for the converters

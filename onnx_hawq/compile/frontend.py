@@ -14,7 +14,7 @@ import warnings
 import onnx
 
 from onnx_hawq.compile.converters import CONVERTERS, INPUT_RANGES, UnsupportedNode, quantize_linear
-from onnx_hawq.compile.ranges import node_input_ranges
+from onnx_hawq.value_ranges import node_input_ranges
 from onnx_hawq.errors import HawqError, InputError
 
 

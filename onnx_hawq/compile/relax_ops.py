@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from tvm import relax, te, tirx
 
-from onnx_hawq.compile.intmath import Requant, channel_shape
+from onnx_hawq.arith.requant import Requant, channel_shape
 
 
 def const(value, dtype: str) -> relax.Constant:

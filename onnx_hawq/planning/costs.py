@@ -4,7 +4,7 @@ Size counts what the integer rewrite stores for a layer: its weights packed at `
 (ceil(params · w_bits / 8) bytes), a float32 scale per output channel, and an int32 bias per
 output channel when the layer has a bias. BOPs = MACs · w_bits · a_bits (HAWQ-V3).
 Ω_i(b) = s_i · ||Q_b(W_i) − W_i||², with s_i the layer's average Hessian trace (or its top
-eigenvalue, HAWQ-V1) and Q_b exactly the rewrite's quantizer (`onnx_hawq.quantizer`).
+eigenvalue, HAWQ-V1) and Q_b exactly the rewrite's quantizer (`onnx_hawq.arith.quantizer`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import onnx
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import Layer, weights_of
 from onnx_hawq.plan import LayerBits
-from onnx_hawq.quantizer import weight_error, weight_qmax
+from onnx_hawq.arith.quantizer import layer_size_bytes, weight_error, weight_qmax
 
 log = logging.getLogger("onnx_hawq")
 
@@ -32,8 +32,7 @@ def candidate_choices(bits, act_bits) -> tuple[LayerBits, ...]:
 
 def size_bytes(layer: Layer, w_bits: int) -> int:
     """Bytes the rewrite stores for `layer` at `w_bits`: packed weights, scales and bias."""
-    per_channel = 4 + (4 if layer.bias else 0)
-    return math.ceil(layer.params * w_bits / 8) + per_channel * layer.out_channels
+    return layer_size_bytes(layer.params, layer.out_channels, w_bits, bool(layer.bias))
 
 
 def bops(layer: Layer, w_bits: int, a_bits: int) -> int:

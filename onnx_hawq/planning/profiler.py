@@ -29,7 +29,7 @@ from onnx_hawq.plan import LayerBits, fingerprint
 from onnx_hawq.planning.costs import candidate_choices
 from onnx_hawq.planning.latency import LatencyTable
 from onnx_hawq.planning.residual import layer_node_index
-from onnx_hawq.quantizer import act_qmax, channel_scales, quantize_weight, weight_qmax
+from onnx_hawq.arith.quantizer import act_qmax, channel_scales, quantize_weight, weight_qmax
 
 OPSET = 17
 

@@ -39,7 +39,7 @@ def load_backend(name: str) -> Factory:
 
 def ort_backend(model: onnx.ModelProto, names: list[str]) -> Run:
     """onnxruntime (CPU) with `names` exposed as outputs."""
-    from onnx_hawq.calibrate import expose, session
+    from onnx_hawq.ort import expose, session
 
     try:
         sess = session(expose(model, names))

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from onnx_hawq.reference import dequantize_linear, quantize_linear
+from onnx_hawq.arith.ort_math import dequantize_linear, quantize_linear
 from onnx_hawq.report import node_meta
 
 log = logging.getLogger("onnx_hawq")

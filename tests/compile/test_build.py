@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from onnx_hawq.calibrate import expose
+from onnx_hawq.ort import expose
 from onnx_hawq.errors import InputError
 from tests.compile.qgraphs import EXACT, U8, layer_inits, typed_model
 from tests.helpers import rng, run_ort

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from onnx import helper
 
-from onnx_hawq.compile.intmath import add_program, gap_program
+from onnx_hawq.arith.requant import add_program, gap_program
 from tests.compile.qgraphs import (EXACT, F32, I8, I32, PATHS, U8, assert_tvm_equals_ort, f32, layer_inits,
                                    relax_text, typed_model)
 from tests.helpers import rng

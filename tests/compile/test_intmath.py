@@ -1,4 +1,4 @@
-"""compile.intmath and compile.ranges: exact rounding, bounds, the Add/GAP programs, value ranges."""
+"""arith.requant and compile.ranges: exact rounding, bounds, the Add/GAP programs, value ranges."""
 
 from fractions import Fraction
 
@@ -7,9 +7,9 @@ import pytest
 from onnx import helper
 
 from onnx_hawq import reference
-from onnx_hawq.compile.intmath import (acc_bounds, add_program, apply_requant, float_exact, gap_program, requant_of,
+from onnx_hawq.arith.requant import (acc_bounds, add_program, apply_requant, float_exact, gap_program, requant_of,
                                        rne_shift, run_add, run_gap)
-from onnx_hawq.compile.ranges import node_input_ranges, uint8_ranges
+from onnx_hawq.value_ranges import node_input_ranges, uint8_ranges
 from tests.compile.qgraphs import U8, f32, typed_model
 from tests.helpers import rng
 

@@ -29,8 +29,8 @@ def test_conv_bn_folds_into_one_conv_with_same_output():
         model = _conv_bn(with_bias)
         x = rng(2).normal(size=(1, 3, 5, 5)).astype(np.float32)
         before = run_ort(model, {"x": x})[0]
-        refused = apply_rules(model, [fold_batchnorm.RULE])
-        assert refused == []
+        refused = apply_rules(model, [fold_batchnorm.RULE]).refused
+        assert refused == ()
         assert op_list(model) == ["Conv"]
         assert model.graph.node[0].input[1] == "w"  # weight name kept: layer names survive
         onnx.checker.check_model(model)
@@ -39,6 +39,6 @@ def test_conv_bn_folds_into_one_conv_with_same_output():
 
 def test_shared_weight_is_refused_with_reason():
     model = _conv_bn(False, shared_weight=True)
-    refused = apply_rules(model, [fold_batchnorm.RULE])
-    assert refused and "shared" in refused[0][2]
+    refused = apply_rules(model, [fold_batchnorm.RULE]).refused
+    assert refused and "shared" in refused[0].reason
     assert op_list(model) == ["Conv", "BatchNormalization", "Conv"]

@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnx_hawq.calibrate import expose
+from onnx_hawq.ort import expose
 from onnx_hawq.model_io import load_data
 from onnx_hawq.plan import uniform_plan
 from onnx_hawq.quantize import quantize_model

@@ -1,21 +1,22 @@
-"""State shared by the integer rewrite rules: tensor params, names, and per-node records."""
+"""The frozen facts the integer rewrite rules read: tensor params, bits, and the annotated nodes."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
+import types
 
 import numpy as np
 import onnx
 from onnx import helper
 
-from onnx_hawq import qparams
-from onnx_hawq.annotate import QNode
+from onnx_hawq.arith import dyadic as qparams
+from onnx_hawq.arith import schema
+from onnx_hawq.arith.quantizer import TensorQ, channel_scales, quantize_weight, weight_form, weight_qmax
+from onnx_hawq.arith.signatures import MS
 from onnx_hawq.plan import LayerBits
-from onnx_hawq.qparams import TensorQ
-from onnx_hawq.quantizer import channel_scales, quantize_weight, weight_form, weight_qmax
+from onnx_hawq.transforms.annotate import QNode
 
-MS = "com.microsoft"
+__all__ = ["MS", "QuantContext", "LayerWeights", "clip_node", "dyadics", "weight_form_label"]
 
 
 @dataclasses.dataclass
@@ -30,19 +31,33 @@ class LayerWeights:
     qmax: int
 
 
-@dataclasses.dataclass
+def _empty() -> types.MappingProxyType:
+    return types.MappingProxyType({})
+
+
+@dataclasses.dataclass(frozen=True)
 class QuantContext:
-    consts: dict[str, np.ndarray]
-    params: dict[str, TensorQ]
-    bits: dict[str, LayerBits]
-    records: list[dict] = dataclasses.field(default_factory=list)
-    spatial: dict[str, int] = dataclasses.field(default_factory=dict)  # global-pool input -> H*W
-    exact: dict[str, bool] = dataclasses.field(default_factory=dict)  # aligned Add/pool outputs
+    """Read-only inputs of the integer rules (the graph's own constants included)."""
+
+    consts: types.MappingProxyType  # initializer name -> array, as the rewrite started
+    params: types.MappingProxyType  # float tensor -> TensorQ
+    bits: types.MappingProxyType  # layer name -> LayerBits
+    anchors: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # anchor output -> QNode
+    spatial: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # global-pool input -> H*W
+    exact: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # aligned Add/pool outputs
     shared_weights: frozenset = frozenset()  # initializers read by more than one layer
+
+    @classmethod
+    def of(cls, consts: dict, params: dict[str, TensorQ], bits: dict[str, LayerBits], qnodes=(), **facts):
+        """A context over copies of the given mappings; `qnodes` are indexed by anchor output."""
+        frozen = {k: types.MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in facts.items()}
+        anchors = {q.node.output[0]: q for q in qnodes}
+        return cls(types.MappingProxyType(dict(consts)), types.MappingProxyType(dict(params)),
+                   types.MappingProxyType(dict(bits)), types.MappingProxyType(anchors), **frozen)
 
     @staticmethod
     def qname(tensor: str) -> str:
-        return f"{tensor}_quantized"
+        return schema.qname(tensor)
 
     def weight_key(self, qn: QNode) -> str:
         """Prefix of a layer's integer weight constants: the initializer's name, plus the layer's when
@@ -53,7 +68,7 @@ class QuantContext:
     def scalar_inputs(self, tensor: str) -> tuple[str, str, dict]:
         """Names and constants for a tensor's (scale, zero_point) inputs."""
         p = self.params[tensor]
-        s, z = f"{tensor}_scale", f"{tensor}_zero_point"
+        s, z = schema.scale_name(tensor), schema.zero_point_name(tensor)
         return s, z, {s: np.array(p.scale, np.float32), z: np.array(p.zero_point, np.uint8)}
 
     def _channel_weights(self, qn: QNode) -> tuple[np.ndarray, int, np.ndarray]:
@@ -86,19 +101,6 @@ class QuantContext:
         mult = (np.float64(x.scale) * scales.astype(np.float64)).astype(np.float32)
         return LayerWeights(np.moveaxis(q, 0, qn.layer.out_axis), scales, mult, np.zeros(len(w), np.int32),
                             np.zeros(len(w), bool), qmax)
-
-    def record(self, node: onnx.NodeProto, qn: QNode, **fields) -> None:
-        """Attach hawq.* metadata to `node` and keep a report row."""
-        row = {"node": node.name, "op": node.op_type, "float_op": qn.node.op_type, "output": qn.out,
-               "a_bits_out": self.params[qn.out].bits if qn.quantized_out() else None, **fields}
-        if qn.layer is not None:
-            row["layer"] = qn.layer.name
-        for key, value in row.items():
-            if key in ("node",):
-                continue
-            entry = node.metadata_props.add()
-            entry.key, entry.value = f"hawq.{key}", value if isinstance(value, str) else json.dumps(value)
-        self.records.append(row)
 
 
 def dyadics(multipliers: np.ndarray) -> list[list[int]]:

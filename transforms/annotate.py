@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 
 import onnx
 from onnx import helper
@@ -11,7 +12,23 @@ from onnx_hawq.layers import Layer
 from onnx_hawq.plan import LayerBits
 
 PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
-LAYER_KINDS = {"Conv": "conv", "Gemm": "gemm", "MatMul": "matmul"}
+
+
+class Kind(str, enum.Enum):
+    """What an integer node does; each kind has one rule in `transforms/q_*.py`."""
+
+    CONV = "conv"
+    GEMM = "gemm"
+    MATMUL = "matmul"
+    MATMUL_FLOAT = "matmul_float"  # MatMul layer with a float output
+    ADD = "add"
+    CONCAT = "concat"
+    GAP = "gap"
+    PASS = "pass"  # data movement on codes
+    RELU = "relu"  # a standalone Relu
+
+
+LAYER_KINDS = {"Conv": Kind.CONV, "Gemm": Kind.GEMM, "MatMul": Kind.MATMUL}
 
 
 @dataclasses.dataclass
@@ -19,7 +36,7 @@ class QNode:
     """A node (plus a fused Relu) that runs on quantized tensors."""
 
     node: onnx.NodeProto
-    kind: str  # conv | gemm | matmul | matmul_float | add | concat | gap | pass | relu
+    kind: Kind
     out: str  # float tensor this node's quantized output stands for
     inputs: list[str]  # float tensors it reads in quantized form
     fused: onnx.NodeProto | None = None
@@ -27,7 +44,7 @@ class QNode:
 
     def quantized_out(self) -> list[str]:
         """The output tensor if this node writes it quantized (not for float-output layers)."""
-        return [] if self.kind == "matmul_float" else [self.out]
+        return [] if self.kind == Kind.MATMUL_FLOAT else [self.out]
 
 
 @dataclasses.dataclass
@@ -44,7 +61,7 @@ def _attrs(node):
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def _kind(node, layer_by_node, consts, shapes) -> str | None:
+def _kind(node, layer_by_node, consts, shapes) -> Kind | None:
     if node.op_type in LAYER_KINDS and node.name in layer_by_node:
         if node.op_type == "Gemm":
             a = _attrs(node)
@@ -54,11 +71,11 @@ def _kind(node, layer_by_node, consts, shapes) -> str | None:
             return None
         return LAYER_KINDS[node.op_type]
     if node.op_type == "Add" and len(node.input) == 2 and not any(i in consts for i in node.input):
-        return "add"  # kept only when an input comes quantized (see annotate)
+        return Kind.ADD  # kept only when an input comes quantized (see annotate)
     if node.op_type == "Concat" and len(node.input) >= 2 and not any(i in consts for i in node.input):
-        return "concat"  # like add: kept only when an input comes quantized
+        return Kind.CONCAT  # like add: kept only when an input comes quantized
     if node.op_type == "GlobalAveragePool" or _is_global_mean(node, consts, shapes):
-        return "gap"
+        return Kind.GAP
     return None
 
 
@@ -103,7 +120,7 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         if kind is None:
             float_ops.append(node.op_type)
             continue
-        fused = _fusable_relu(node, consumers, outputs) if kind in ("conv", "gemm", "matmul", "add") else None
+        fused = _fusable_relu(node, consumers, outputs) if kind in (Kind.CONV, Kind.GEMM, Kind.MATMUL, Kind.ADD) else None
         if fused is not None:
             fused_ids.add(id(fused))
         out = (fused or node).output[0]
@@ -111,24 +128,24 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         qnodes.append(qn)
         # a Concat's float inputs stay out: it may still be dropped, and they should not pull
         # pass-through readers into the integer domain
-        quantized.update([out, *(data if kind != "concat" else [i for i in data if i in produced])])
+        quantized.update([out, *(data if kind != Kind.CONCAT else [i for i in data if i in produced])])
         produced.add(out)
-        if kind in ("pass", "relu"):
+        if kind in (Kind.PASS, Kind.RELU):
             inherit[out] = data[0]
     qnodes = _drop_float_fed_concats(qnodes, produced, float_ops)
     _mark_float_outputs(qnodes)
     return _finish(qnodes, bits, default, inherit, float_ops)
 
 
-def _classify(node, kind: str | None, quantized: set[str], produced: set[str]) -> tuple[str | None, list[str]]:
+def _classify(node, kind: Kind | None, quantized: set[str], produced: set[str]) -> tuple[Kind | None, list[str]]:
     """(kind, quantized data inputs) of `node` given what is quantized so far; kind None: float."""
     data = [i for i in node.input[:_data_inputs(kind)] if i]
     if kind is None and node.input and node.input[0] in quantized:
         if node.op_type in PASS_THROUGH:
-            return "pass", [node.input[0]]
+            return Kind.PASS, [node.input[0]]
         if node.op_type == "Relu":
-            return "relu", [node.input[0]]
-    if kind in ("add", "concat") and not any(i in produced for i in data):
+            return Kind.RELU, [node.input[0]]
+    if kind in (Kind.ADD, Kind.CONCAT) and not any(i in produced for i in data):
         return None, data  # all inputs float: quantizing would only add error (transformer residuals)
     return kind, data
 
@@ -145,11 +162,11 @@ def _finish(qnodes, bits, default, inherit, float_ops) -> Annotation:
     return Annotation(qnodes, tbits, roots, inherit, sorted(set(float_ops)), shared)
 
 
-def _data_inputs(kind: str | None) -> int | None:
+def _data_inputs(kind: Kind | None) -> int | None:
     """How many leading node inputs are quantized data (None: all)."""
-    if kind in LAYER_KINDS.values() or kind == "gap":
+    if kind in LAYER_KINDS.values() or kind == Kind.GAP:
         return 1
-    return None if kind == "concat" else 2
+    return None if kind == Kind.CONCAT else 2
 
 
 def _concat_groups(qnodes: list[QNode], inherit: dict[str, str]) -> list[list[str]]:
@@ -157,7 +174,7 @@ def _concat_groups(qnodes: list[QNode], inherit: dict[str, str]) -> list[list[st
     Concat's inputs and output (and what they pass through from), merged where they overlap."""
     groups: list[set[str]] = []
     for q in qnodes:
-        if q.kind != "concat":
+        if q.kind != Kind.CONCAT:
             continue
         members = set()
         for t in [q.out, *q.inputs]:
@@ -180,8 +197,8 @@ def _drop_float_fed_concats(qnodes: list[QNode], produced: set[str], float_ops: 
                 readers.setdefault(t, []).append(q)
         useful: dict[int, bool] = {}
         for q in reversed(qnodes):  # readers come later in graph order
-            useful[id(q)] = any(r.kind != "concat" or useful[id(r)] for r in readers.get(q.out, []))
-        drop = {id(q) for q in qnodes if q.kind == "concat" and not useful[id(q)]
+            useful[id(q)] = any(r.kind != Kind.CONCAT or useful[id(r)] for r in readers.get(q.out, []))
+        drop = {id(q) for q in qnodes if q.kind == Kind.CONCAT and not useful[id(q)]
                 and not all(t in produced for t in q.inputs)}
         if not drop:
             return qnodes
@@ -195,8 +212,8 @@ def _mark_float_outputs(qnodes: list[QNode]) -> None:
     8 bits would only add error (transformer projections feed float bias Adds and LayerNorms)."""
     read = {t for q in qnodes for t in q.inputs}
     for q in qnodes:
-        if q.kind == "matmul" and q.fused is None and q.out not in read:
-            q.kind = "matmul_float"
+        if q.kind == Kind.MATMUL and q.fused is None and q.out not in read:
+            q.kind = Kind.MATMUL_FLOAT
 
 
 def _tensor_bits(qnodes, bits, default, inherit) -> dict[str, int]:
@@ -207,7 +224,7 @@ def _tensor_bits(qnodes, bits, default, inherit) -> dict[str, int]:
             out.setdefault(q.out, 8)  # no integer consumer: dequantized at 8 bits
         for t in q.inputs:
             want = bits[q.layer.name].a_bits if q.layer is not None else default.a_bits
-            if q.kind in ("pass", "relu", "concat"):
+            if q.kind in (Kind.PASS, Kind.RELU, Kind.CONCAT):
                 want = out[q.out]
             out[t] = max(out.get(t, 0), want)
     for t, src in reversed(list(inherit.items())):

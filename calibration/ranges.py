@@ -6,10 +6,9 @@ import dataclasses
 import enum
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 
 from onnx_hawq.model_io import batches
+from onnx_hawq.ort import expose, session
 
 SAMPLE_CAP = 200_000  # values kept per tensor for percentile/MSE
 
@@ -26,25 +25,6 @@ class CalibConfig:
     percentile: float = 99.99
     batch_size: int = 32
     max_samples: int = 512
-
-
-def expose(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
-    """A copy of `model` with `tensors` added as graph outputs."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    have = {o.name for o in out.graph.output}
-    for t in tensors:
-        if t not in have:
-            out.graph.output.append(onnx.ValueInfoProto(name=t))
-    return out
-
-
-def session(model: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
 
 
 class _Stats:

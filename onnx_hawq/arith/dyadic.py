@@ -1,4 +1,4 @@
-"""Quantization parameters: activation scale/zero-point, dyadic multipliers, weight scales.
+"""Dyadic multipliers b/2^c and the weight scales that make onnxruntime's requantization exact.
 
 Requantization follows onnxruntime's float32 arithmetic exactly (the reference emulates it), and
 every multiplier M = S_x*S_w/S_y is made a dyadic number b/2^c whose significand b is short enough
@@ -9,43 +9,14 @@ of M is absorbed into the weight scale (rounded up, so no weight clips).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 
-from onnx_hawq.quantizer import act_qmax
+from onnx_hawq.arith.ort_math import layer_multiplier
 
 F32_BITS = 24  # float32 significand bits
 MAX_MULT_BITS = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class TensorQ:
-    """uint8 quantization of one activation tensor: real = (q - zero_point) * scale."""
-
-    scale: float  # float32 value
-    zero_point: int
-    bits: int
-
-    @property
-    def qmax(self) -> int:
-        return act_qmax(self.bits)
-
-
-def activation_params(lo: float, hi: float, bits: int) -> TensorQ:
-    """Asymmetric uint8 params covering [min(lo,0), max(hi,0)]; zero-point 0 for non-negative data."""
-    qmax = act_qmax(bits)
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if hi - lo < 1e-12:
-        hi = lo + 1e-6
-    scale = np.float32((hi - lo) / qmax)
-    zp = 0 if lo == 0 else int(np.clip(round(-lo / float(scale)), 0, qmax))
-    return TensorQ(float(scale), zp, bits)
-
-
-def f32(x) -> np.float32:
-    return np.float32(x)
 
 
 def dyadic(m: float) -> tuple[int, int]:
@@ -64,11 +35,6 @@ def round_up_significand(m, bits):
     """Smallest value >= m with at most `bits` significant bits (elementwise)."""
     mant, exp = np.frexp(np.asarray(m, np.float64))
     return np.ldexp(np.ceil(mant * np.exp2(bits)), exp - np.asarray(bits))
-
-
-def ort_multiplier(sx: float, sw: np.ndarray, sy: float) -> np.ndarray:
-    """onnxruntime's requant scale: float32 (x_scale * w_scale) / y_scale per channel."""
-    return (f32(sx) * sw.astype(np.float32)) / f32(sy)
 
 
 def accumulator_bits(bound: np.ndarray) -> np.ndarray:
@@ -90,7 +56,7 @@ def exact_weight_scales(ideal: np.ndarray, sx: float, sy: float, acc_bits: np.nd
         target = np.where(np.isnan(scales), round_up_significand(np.nextafter(target, np.inf), k), target)
     found = ~np.isnan(scales)
     scales = np.where(found, scales, ideal.astype(np.float32))
-    return scales, ort_multiplier(sx, scales, sy), found & (acc_bits <= F32_BITS - 1)
+    return scales, layer_multiplier(sx, scales, sy), found & (acc_bits <= F32_BITS - 1)
 
 
 def _scales_for_multipliers(target: np.ndarray, sx: float, sy: float, ulps: int = 32) -> np.ndarray:
@@ -101,7 +67,7 @@ def _scales_for_multipliers(target: np.ndarray, sx: float, sy: float, ulps: int 
         up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
         cands += [up, down]
     cands = np.stack(cands, axis=1)  # (n, 2*ulps+1), nearest first
-    hits = ort_multiplier(sx, cands, sy).astype(np.float64) == target[:, None]
+    hits = layer_multiplier(sx, cands, sy).astype(np.float64) == target[:, None]
     first = hits.argmax(axis=1)
     return np.where(hits.any(axis=1), cands[np.arange(len(target)), first], np.float32(np.nan))
 

@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from onnx_hawq.annotate import Annotation, QNode
-from onnx_hawq.qparams import TensorQ
+from onnx_hawq.transforms.annotate import Annotation, Kind, QNode
+from onnx_hawq.arith.quantizer import TensorQ
 
 F32 = np.float32
 
@@ -97,7 +97,7 @@ def align_gap(px: TensorQ, py: TensorQ, n: int) -> tuple[TensorQ, bool]:
 
 def _free(qn_by_out: dict, consumers: dict, tensor: str, pinned: set[str] = frozenset()) -> bool:
     producer = qn_by_out.get(tensor)
-    return (producer is not None and producer.kind in ("conv", "gemm", "matmul") and consumers.get(tensor, 0) == 1
+    return (producer is not None and producer.kind in (Kind.CONV, Kind.GEMM, Kind.MATMUL) and consumers.get(tensor, 0) == 1
             and tensor not in pinned)
 
 
@@ -111,9 +111,9 @@ def align(ann: Annotation, params: dict[str, TensorQ], spatial: dict[str, int]) 
     pinned = {t for group in ann.shared for t in group}  # Concat members keep their shared quantizer
     exact = {}
     for q in ann.qnodes:
-        if q.kind == "add":
+        if q.kind == Kind.ADD:
             exact[q.out] = _align_one_add(q, params, qn_by_out, consumers, pinned)
-        elif q.kind == "gap" and q.inputs[0] in spatial:
+        elif q.kind == Kind.GAP and q.inputs[0] in spatial:
             params[q.out], exact[q.out] = align_gap(params[q.inputs[0]], params[q.out], spatial[q.inputs[0]])
     return exact
 

@@ -8,6 +8,8 @@ which keeps the fast u8 x s8 kernel exact. Narrower weights or activations need 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 INT16_MAX = 32767
@@ -59,3 +61,33 @@ def weight_error(w: np.ndarray, w_bits: int, a_bits: int = 8) -> float:
     """||Q_b(W) - W||^2, the perturbation that HAWQ weights by the Hessian trace."""
     d = fake_quantize(w, w_bits, a_bits).astype(np.float64) - w.astype(np.float64)
     return float(np.sum(d * d))
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorQ:
+    """uint8 quantization of one activation tensor: real = (q - zero_point) * scale."""
+
+    scale: float  # float32 value
+    zero_point: int
+    bits: int
+
+    @property
+    def qmax(self) -> int:
+        return act_qmax(self.bits)
+
+
+def activation_params(lo: float, hi: float, bits: int) -> TensorQ:
+    """Asymmetric uint8 params covering [min(lo,0), max(hi,0)]; zero-point 0 for non-negative data."""
+    qmax = act_qmax(bits)
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if hi - lo < 1e-12:
+        hi = lo + 1e-6
+    scale = np.float32((hi - lo) / qmax)
+    zp = 0 if lo == 0 else int(np.clip(round(-lo / float(scale)), 0, qmax))
+    return TensorQ(float(scale), zp, bits)
+
+
+def layer_size_bytes(params: int, channels: int, w_bits: int, bias: bool) -> int:
+    """The size model shared by the planner and the rewrite: weights at w_bits, a float32 scale
+    per output channel and an int32 bias per channel when the layer has one."""
+    return int(np.ceil(params * w_bits / 8)) + 4 * channels + (4 * channels if bias else 0)

@@ -1,4 +1,4 @@
-"""Exact integer requantization, shared by the integer ONNX form and the TVM converters (numpy only).
+"""Exact integer requantization, shared by the integer ONNX form and the TVM converters.
 
 A layer's requantization is y = clamp(rne(acc * b / 2^c) + zp, lo, hi) with per-channel integers
 b and c >= 1 (rne = round half to even). onnxruntime computes clamp(rne(f32(acc) * M)) + zp in
@@ -15,8 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from onnx_hawq import reference
-from onnx_hawq.qparams import dyadic
+from onnx_hawq.arith import ort_math
+from onnx_hawq.arith.dyadic import dyadic
 
 F32_EXACT = 1 << 24
 INT64_SAFE = 1 << 62
@@ -119,7 +119,7 @@ def layer_params(vals: dict[str, np.ndarray | None], out_axis: int) -> LayerQ | 
     if vals["w_scale"].size not in per_channel or vals.get("bias") is not None and vals["bias"].size not in per_channel:
         return "weight scales and bias must be per output channel"
     ws = np.broadcast_to(vals["w_scale"].astype(np.float32).reshape(-1), (w.shape[0],))
-    mult = (np.float32(vals["x_scale"].reshape(())) * ws) / np.float32(vals["y_scale"].reshape(()))
+    mult = ort_math.layer_multiplier(vals["x_scale"], ws, vals["y_scale"])
     bias = vals.get("bias")
     bias = None if bias is None else np.broadcast_to(bias.astype(np.int64).reshape(-1), (w.shape[0],))
     return LayerQ(w, int(vals["x_zp"].reshape(())), mult, int(vals["y_zp"].reshape(())), bias)
@@ -139,14 +139,12 @@ class AddProgram:
 
 def add_program(a_scale, a_zp, b_scale, b_zp, c_scale, c_zp) -> AddProgram:
     """The exact integer program of a QLinearAdd with these (scalar) parameters."""
-    f32 = np.float32
-    ra, rb = f32(a_scale) / f32(c_scale), f32(b_scale) / f32(c_scale)
-    fixed = f32(int(c_zp)) - (f32(ra * f32(int(a_zp))) + f32(rb * f32(int(b_zp))))
+    ra, rb, fixed = ort_math.add_ratios(a_scale, a_zp, b_scale, b_zp, c_scale, c_zp)
     (ba, ca), (bb, cb), (bf, cf) = dyadic(float(ra)), dyadic(float(rb)), dyadic(float(fixed))
     c = max(ca, cb, cf, 1)
     prog = AddProgram(ba << (c - ca), bb << (c - cb), bf << (c - cf), c)
     a, b = np.meshgrid(np.arange(256, dtype=np.uint8), np.arange(256, dtype=np.uint8), indexing="ij")
-    want = reference.qlinear_add(a, a_scale, a_zp, b, b_scale, b_zp, c_scale, c_zp)
+    want = ort_math.qlinear_add(a, a_scale, a_zp, b, b_scale, b_zp, c_scale, c_zp)
     if 255 * (abs(prog.ba) + abs(prog.bb)) + abs(prog.f) + (1 << c) < INT64_SAFE:
         if np.array_equal(run_add(prog, a, b), want):
             return prog
@@ -175,10 +173,10 @@ def gap_program(x_scale, x_zp, y_scale, y_zp, n: int) -> GapProgram:
     """The exact integer program of a QLinearGlobalAveragePool over n spatial values."""
     if 255 * n + 1 > MAX_TABLE:
         raise ValueError(f"global average over {n} values is too large to check exhaustively")
-    mult = np.float32(x_scale) / (np.float32(y_scale) * np.float32(n))
+    mult = ort_math.gap_multiplier(x_scale, y_scale, n)
     prog = GapProgram(n, -int(x_zp) * n, requant_of(mult, int(y_zp)))
     s = np.arange(255 * n + 1, dtype=np.int64)
-    want = reference.requantize(s + prog.offset, np.array(mult), int(y_zp))
+    want = ort_math.requantize(s + prog.offset, np.array(mult), int(y_zp))
     if np.array_equal(run_gap(prog, s), want):
         return prog
     return dataclasses.replace(prog, table=want)

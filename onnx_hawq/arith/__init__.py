@@ -1,0 +1,1 @@
+"""numpy-only arithmetic: the one place each quantization fact lives."""
