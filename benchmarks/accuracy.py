@@ -20,9 +20,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.quantize_speed import latency_ms  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
 from onnx_hawq.model_io import load_data  # noqa: E402
-from onnx_hawq.plan import LayerBits, Plan, fingerprint, uniform_plan  # noqa: E402
+from onnx_hawq.plans import LayerBits, Plan, fingerprint, uniform_plan  # noqa: E402
 from onnx_hawq.planning.costs import bops, size_bytes  # noqa: E402
-from onnx_hawq.quantize import quantize_model  # noqa: E402
+from onnx_hawq.quantization import quantize_model  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent

@@ -30,8 +30,8 @@ from benchmarks.accuracy import greedy_plan, hawq_plan, plan_cost, plot, summari
 from benchmarks.quantize_speed import latency_ms  # noqa: E402
 from onnx_hawq.calibration.ranges import CalibConfig  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
-from onnx_hawq.plan import uniform_plan  # noqa: E402
-from onnx_hawq.quantize import quantize_model  # noqa: E402
+from onnx_hawq.plans import uniform_plan  # noqa: E402
+from onnx_hawq.quantization import quantize_model  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent

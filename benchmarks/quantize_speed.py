@@ -19,9 +19,9 @@ import onnx
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.models import resnet  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
-from onnx_hawq.plan import LayerBits, Plan, uniform_plan  # noqa: E402
+from onnx_hawq.plans import LayerBits, Plan, uniform_plan  # noqa: E402
 from onnx_hawq.planning.profiler import time_model  # noqa: E402
-from onnx_hawq.quantize import quantize_model  # noqa: E402
+from onnx_hawq.quantization import quantize_model  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent

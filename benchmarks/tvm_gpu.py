@@ -62,7 +62,7 @@ def time_torch(torch, fn, number: int = 10, repeat: int = 5) -> float:
 
 
 def build_vm(tvm, mod, target):
-    from onnx_hawq.compile.build import build
+    from onnx_hawq.compiler.build import build
 
     start = time.perf_counter()
     ex = build(mod, target)
@@ -102,7 +102,7 @@ def qlinear_matmul_ms(tvm, target, w: np.ndarray, n: int) -> float:
     """The onnx-hawq converter path: QLinearMatMul u8 x s8 with dyadic integer requantization."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from onnx_hawq.compile.frontend import import_onnx
+    from onnx_hawq.compiler.frontend import import_onnx
 
     # |w| <= 8 keeps |acc| * b < 2^24 for n = 4096, so the exact integer requantization is used
     inits = {"xs": np.float32(2.0**-4), "xz": np.uint8(0), "w": np.clip(w, -8, 8),
@@ -122,7 +122,7 @@ def resnet(tvm, torch, target, batch: int, plans: list[str]) -> dict:
     """Quantized ResNet-18-shaped models in TVM vs PyTorch eager fp32 and TVM fp32 (ms per batch)."""
     from benchmarks.models import resnet as resnet_model
     from onnx_hawq.calibration.onnx_to_torch import to_torch
-    from onnx_hawq.compile.frontend import import_onnx
+    from onnx_hawq.compiler.frontend import import_onnx
 
     model = resnet_model()
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
@@ -141,10 +141,10 @@ def resnet(tvm, torch, target, batch: int, plans: list[str]) -> dict:
 def quantized_row(tvm, target, model, x: np.ndarray, spec: str) -> dict:
     """Quantize with a uniform plan, build, time, and count mismatches vs onnxruntime on 2 samples."""
     from onnx_hawq.ort import session
-    from onnx_hawq.compile.build import run_vm
-    from onnx_hawq.compile.frontend import import_onnx
-    from onnx_hawq.plan import uniform_plan
-    from onnx_hawq.quantize import quantize_model
+    from onnx_hawq.compiler.build import run_vm
+    from onnx_hawq.compiler.frontend import import_onnx
+    from onnx_hawq.plans import uniform_plan
+    from onnx_hawq.quantization import quantize_model
 
     q = quantize_model(model, uniform_plan(spec), {"input": x[:8]}).model
     dev = tvm.cuda(0)
@@ -164,7 +164,7 @@ def main(argv=None) -> int:
     p.add_argument("--plans", default="8,w4a8,w4a4", help="uniform plans for the ResNet (int4 vs int8)")
     args = p.parse_args(argv)
     tvm, torch = require_cuda()
-    from onnx_hawq.compile.build import parse_target
+    from onnx_hawq.compiler.build import parse_target
 
     target, parts = parse_target(args.target), args.parts.split(",")
     out = {"device": torch.cuda.get_device_name(0), "target": args.target, "tvm": tvm.__version__,

@@ -8,13 +8,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
+import onnx
+
 from onnx_hawq.calibration.hessian import HessianConfig, HessianResult
 from onnx_hawq.calibration.sensitivity_file import Sensitivity
 from onnx_hawq.config import JsonConfig, atomic_write_bytes
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers
 from onnx_hawq.model_io import check_output_path, load_data, load_model
-from onnx_hawq.plan import fingerprint
+from onnx_hawq.plans import fingerprint
 
 log = logging.getLogger("onnx_hawq")
 LOSSES = ("kl", "mse")
@@ -49,40 +52,47 @@ class SensitivityConfig(JsonConfig):
             raise InputError("--batch-size and --batches must be >= 1")
 
 
-def _compute(cfg: SensitivityConfig, model, layers) -> HessianResult:
+def _compute(cfg: SensitivityConfig, model, layers, data, labels) -> HessianResult:
     if cfg.torch_factory is not None:
         from onnx_hawq.calibration.torch_route import torch_sensitivities
 
         return torch_sensitivities(cfg.torch_factory, model, layers, cfg.hessian, cfg.batches, cfg.progress)
-    from onnx_hawq.calibration.onnx_route import load_labels, onnx_sensitivities
+    from onnx_hawq.calibration.onnx_route import onnx_sensitivities
 
-    data = load_data(cfg.data, model)
-    labels = None if cfg.labels is None else load_labels(cfg.data, cfg.labels, len(next(iter(data.values()))))
     return onnx_sensitivities(model, data, labels, cfg.hessian, cfg.batch_size, cfg.batches, cfg.progress,
                               cfg.loss)
 
 
-def sensitivity(cfg: SensitivityConfig) -> Sensitivity:
-    """Compute the per-layer sensitivities that `cfg` asks for (nothing written)."""
-    from onnx_hawq.transforms.prepare import prepare_model
-
-    model = prepare_model(load_model(cfg.model))
+def sensitivity_of(model: onnx.ModelProto, cfg: SensitivityConfig, data: dict | None = None,
+                   labels: np.ndarray | None = None) -> Sensitivity:
+    """Per-layer sensitivities of a prepared `model` on `data` (arrays by input name; not needed
+    for the torch route), with optional class `labels`."""
     layers = find_layers(model)
     if not layers:
         raise InputError(f"{cfg.model} has no quantizable layer (Conv/Gemm/MatMul with constant weights)")
-    result = _compute(cfg, model, layers)
+    result = _compute(cfg, model, layers, data, labels)
     log.info("sensitivity: %d Hessian-vector products in %.1f s", result.hvp_count, result.seconds)
     source = f"torch:{cfg.torch_factory}" if cfg.torch_factory else "onnx"
     return Sensitivity(model=fingerprint(layers), method=cfg.hessian.method, layers=result.layers,
                        seed=cfg.hessian.seed, source=source, hvp_count=result.hvp_count)
 
 
-def run_sensitivity(cfg: SensitivityConfig) -> Sensitivity:
-    """Compute, then write the sensitivity file (and the plot) atomically; nothing on failure."""
-    check_output_path(cfg.output, cfg.model, cfg.data)
-    if cfg.plot:
-        check_output_path(cfg.plot, cfg.model, cfg.data, cfg.output)
-    sens = sensitivity(cfg)
+def sensitivity(cfg: SensitivityConfig) -> Sensitivity:
+    """Load and prepare `cfg.model`, read its data, compute the sensitivities (nothing written)."""
+    from onnx_hawq.calibration.onnx_route import load_labels
+    from onnx_hawq.transforms.prepare import prepare_model
+
+    raw = load_model(cfg.model)
+    data = labels = None
+    if cfg.data is not None:
+        data = load_data(cfg.data, raw)
+        if cfg.labels is not None:
+            labels = load_labels(cfg.data, cfg.labels, len(next(iter(data.values()))))
+    return sensitivity_of(prepare_model(raw), cfg, data, labels)
+
+
+def write_sensitivity(sens: Sensitivity, cfg: SensitivityConfig) -> None:
+    """Write the sensitivity file (and its plot) atomically."""
     png = None
     if cfg.plot:
         from onnx_hawq.calibration.plot import sensitivity_png
@@ -91,4 +101,18 @@ def run_sensitivity(cfg: SensitivityConfig) -> Sensitivity:
     sens.save(cfg.output)
     if png is not None:
         atomic_write_bytes(cfg.plot, png)
+
+
+def check_outputs(cfg: SensitivityConfig) -> None:
+    """Refuse output paths that name an input or each other."""
+    check_output_path(cfg.output, cfg.model, cfg.data)
+    if cfg.plot:
+        check_output_path(cfg.plot, cfg.model, cfg.data, others=[cfg.output])
+
+
+def run_sensitivity(cfg: SensitivityConfig) -> Sensitivity:
+    """Compute, then write the sensitivity file (and the plot) atomically; nothing on failure."""
+    check_outputs(cfg)
+    sens = sensitivity(cfg)
+    write_sensitivity(sens, cfg)
     return sens

@@ -10,7 +10,7 @@ import dataclasses
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import Layer
-from onnx_hawq.plan import fingerprint
+from onnx_hawq.plans import fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +27,7 @@ class LayerSensitivity(JsonConfig):
 
 @dataclasses.dataclass(frozen=True)
 class Sensitivity(JsonConfig):
-    """Per-layer sensitivities of one model (`model` is `onnx_hawq.plan.fingerprint`)."""
+    """Per-layer sensitivities of one model (`model` is `onnx_hawq.plans.fingerprint`)."""
 
     KIND = "onnx-hawq-sensitivity"
     VERSION = 1

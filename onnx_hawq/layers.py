@@ -17,9 +17,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-QUANTIZABLE_OPS = ("Conv", "Gemm", "MatMul")
-
-
 @dataclasses.dataclass(frozen=True)
 class Layer:
     """One quantizable layer: where it is in the graph and what it costs."""

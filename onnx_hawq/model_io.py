@@ -39,12 +39,15 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     return model
 
 
-def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike) -> Path:
-    """Refuse an output path that is one of the inputs (we never overwrite an input)."""
+def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike, others=()) -> Path:
+    """Refuse an output path that names one of the command's `inputs` or its `others` outputs."""
     out = Path(output)
     for src in inputs:
         if src is not None and out.resolve() == Path(src).resolve():
             raise InputError(f"output path {out} is the input file; choose another -o")
+    for dst in others:
+        if dst is not None and out.resolve() == Path(dst).resolve():
+            raise InputError(f"output path {out} is another output of this command; choose another path")
     return out
 
 

@@ -24,3 +24,23 @@ def session(model: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
     if threads:
         opts.intra_op_num_threads = threads
     return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (onnxruntime's and TVM's run to many lines)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_written(model: onnx.ModelProto, what: str = "the quantized model") -> None:
+    """Refuse to hand out a model that fails onnx.checker or that onnxruntime will not load."""
+    from onnx_hawq.errors import HawqError
+
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        raise HawqError(f"{what} fails onnx.checker: {first_line(e)} (this is a bug in onnx-hawq)") from None
+    try:
+        session(model)
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise HawqError(f"onnxruntime cannot load {what}: {first_line(e)} (this is a bug in onnx-hawq)") from None

@@ -5,27 +5,17 @@
 
 from __future__ import annotations
 
-import json
-
 import onnx
 
+from onnx_hawq.arith import schema
 from onnx_hawq.errors import InputError
 
 KIND, VERSION = "onnx-hawq-report", 1
 
 
 def node_meta(node: onnx.NodeProto) -> dict:
-    """hawq.* metadata of `node` without the prefix, JSON-decoded where the value is JSON."""
-    out = {}
-    for p in node.metadata_props:
-        if p.key.startswith("hawq."):
-            try:
-                out[p.key[5:]] = json.loads(p.value)
-            except json.JSONDecodeError:
-                out[p.key[5:]] = p.value
-    if "output" in out and not isinstance(out["output"], str):  # a tensor named like a number
-        out["output"] = next(p.value for p in node.metadata_props if p.key == "hawq.output")
-    return out
+    """hawq.* metadata of `node` without the prefix (see `arith.schema`)."""
+    return schema.read_meta(node)
 
 
 def _layer_row(node, meta) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from onnx_hawq.plan import Plan, uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import Plan, uniform_plan
+from onnx_hawq.quantization import quantize_model
 from onnx_hawq.reference import ReferenceRunner
 from tests.helpers import run_ort
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from onnx_hawq.transforms.align import align_add, align_gap
-from onnx_hawq.arith.quantizer import TensorQ, dyadic
+from onnx_hawq.arith.dyadic import dyadic
+from onnx_hawq.arith.quantizer import TensorQ
 from onnx_hawq.reference import qlinear_add, qlinear_gap
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import types
 
+import pytest
+
 from click.testing import CliRunner
 
 from onnx_hawq.cli.main import cli, main
 from onnx_hawq.planning import ilp
 from onnx_hawq.planning.limits import parse_limit
-from onnx_hawq.validate.auto import size_budget
+from onnx_hawq.pipeline import size_budget
 from tests.vhelpers import CALIB, FLOAT, TEST
 
 BASE = [str(FLOAT), "--calib", str(CALIB), "--data", str(TEST), "--max-iter", "4", "--tol", "0.5", "--threads", "1"]
@@ -27,6 +29,7 @@ def test_size_budget_is_between_smallest_and_w8a8():
     assert size_budget(inst, parse_limit("size", "40KB")).bytes == 40_000
 
 
+@pytest.mark.slow
 def test_auto_digits_end_to_end(tmp_path):
     out = tmp_path / "auto"
     result = CliRunner().invoke(cli, ["auto", *BASE, "--labels", "label", "--max-size", "50%", "-o", str(out)])
@@ -47,6 +50,7 @@ def test_auto_digits_end_to_end(tmp_path):
         assert line in result.output
 
 
+@pytest.mark.slow
 def test_auto_failing_gate_exits_1_after_writing_everything(tmp_path, capsys):
     out = tmp_path / "auto"
     code = main(["auto", *BASE, "--max-iter", "2", "--max-size", "100%", "--min-sqnr", "80", "--no-layerwise",
@@ -73,3 +77,31 @@ def test_auto_bad_input_exits_2_before_any_work(tmp_path, capsys):
     assert main(["auto", *BASE, "--calib", str(tmp_path / "none.npz"), "-o", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_auto_loads_and_prepares_the_model_once(tmp_path, monkeypatch):
+    import sys
+
+    from onnx_hawq import model_io
+    from onnx_hawq.transforms import prepare
+
+    calls = {"load": 0, "prepare": 0}
+    real_load, real_prepare = model_io.load_model, prepare.prepare_model
+
+    def load(path):
+        calls["load"] += int(str(path) == str(FLOAT))
+        return real_load(path)
+
+    def prep(model):
+        calls["prepare"] += 1
+        return real_prepare(model)
+
+    for mod in [m for name, m in list(sys.modules.items()) if name.startswith("onnx_hawq") and m is not None]:
+        if getattr(mod, "load_model", None) is real_load:
+            monkeypatch.setattr(mod, "load_model", load)
+        if getattr(mod, "prepare_model", None) is real_prepare:
+            monkeypatch.setattr(mod, "prepare_model", prep)
+    code = main(["auto", *BASE, "--max-iter", "2", "--no-layerwise", "-q", "-o", str(tmp_path / "o")])
+    assert code == 0
+    assert calls == {"load": 1, "prepare": 1}

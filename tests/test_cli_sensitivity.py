@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 from onnx_hawq.calibration.sensitivity_file import Sensitivity  # noqa: E402
 from onnx_hawq.cli.main import main  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
-from onnx_hawq.plan import fingerprint  # noqa: E402
+from onnx_hawq.plans import fingerprint  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"

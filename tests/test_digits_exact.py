@@ -7,8 +7,8 @@ import onnx
 import pytest
 
 from onnx_hawq.model_io import load_data
-from onnx_hawq.plan import LayerBits, Plan, uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import LayerBits, Plan, uniform_plan
+from onnx_hawq.quantization import quantize_model
 from tests.helpers import SAMPLE, run_ort
 from tests.qhelpers import assert_ort_equals_reference
 

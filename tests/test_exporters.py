@@ -8,8 +8,8 @@ import pytest
 
 from onnx_hawq.layers import find_layers
 from onnx_hawq.model_io import load_data
-from onnx_hawq.plan import fingerprint, uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import fingerprint, uniform_plan
+from onnx_hawq.quantization import quantize_model
 from onnx_hawq.transforms.prepare import prepare_model
 from tests.helpers import SAMPLE
 from tests.qhelpers import assert_ort_equals_reference

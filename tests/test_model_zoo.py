@@ -7,8 +7,8 @@ import onnx
 import pytest
 
 from onnx_hawq.calibration.ranges import CalibConfig
-from onnx_hawq.plan import uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import uniform_plan
+from onnx_hawq.quantization import quantize_model
 from tests.helpers import run_ort
 
 LIGHT = pathlib.Path(onnx.__file__).parent / "backend/test/data/light"

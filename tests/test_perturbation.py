@@ -11,7 +11,7 @@ import pytest
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import weights_of
-from onnx_hawq.plan import LayerBits, fingerprint
+from onnx_hawq.plans import LayerBits, fingerprint
 from onnx_hawq.planning.costs import bops, candidate_choices, perturbations, size_bytes
 from onnx_hawq.planning.instance import load_prepared
 from onnx_hawq.planning.limits import Limit, format_amount, parse_limit
@@ -87,13 +87,21 @@ def test_choices_are_pairs_and_reject_bad_bits():
     ("latency", "1.5ms", 1_500_000), ("latency", "800us", 800_000), ("latency", "2", 2_000_000),
 ])
 def test_parse_limits(resource, text, expected):
-    assert parse_limit(resource, text).resolve(0) == expected
+    assert parse_limit(resource, text).resolve(0, 0) == expected
 
 
-def test_percent_limits_use_the_w8a8_model():
+def test_percent_limits_are_alpha_between_smallest_and_w8a8():
     limit = parse_limit("size", "50%")
     assert limit == Limit("size", 50.0, percent=True)
-    assert limit.resolve(20_641) == 10_320
+    assert limit.resolve(20_641, 10_940) == 10_940 + (20_641 - 10_940) // 2
+    assert limit.resolve(100, 200) == 200  # W8A8 below the smallest plan: the smallest plan
+    assert Limit.from_dict(limit.to_dict()) == limit
+
+
+def test_percent_w8a8_limits_use_the_w8a8_model():
+    limit = parse_limit("size", "50%W8A8")
+    assert limit == Limit("size", 50.0, percent=True, of_w8a8=True)
+    assert limit.resolve(20_641, 10_940) == 10_320
     assert Limit.from_dict(limit.to_dict()) == limit
 
 

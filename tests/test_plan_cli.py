@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.cli.main import cli, main
 from onnx_hawq.layers import find_layers
-from onnx_hawq.plan import Plan, fingerprint
+from onnx_hawq.plans import Plan, fingerprint
 from onnx_hawq.planning.config import PlanConfig, parse_pin
 from onnx_hawq.planning.instance import load_prepared
 from onnx_hawq.planning.limits import parse_limit
@@ -51,7 +51,7 @@ def error_of(capsys, *argv) -> tuple[int, str]:
 
 
 def test_size_limit_respected_and_recorded(tmp_path, sens, layers):
-    result, out = plan(tmp_path, sens, "--max-size", "70%", "--bits", "2,4,8")
+    result, out = plan(tmp_path, sens, "--max-size", "70%W8A8", "--bits", "2,4,8")
     assert result.exit_code == 0, result.output
     p = Plan.load(out)
     assert p.model == fingerprint(layers) and set(p.layers) == {l.name for l in layers}
@@ -98,7 +98,7 @@ def test_residual_ties_skip_identity_shortcuts():
 
 def test_infeasible_limit_is_one_line_with_smallest_value(tmp_path, sens, capsys):
     out = tmp_path / "p.json"
-    code, err = error_of(capsys, "plan", MODEL, "--sensitivity", sens, "--max-size", "5KB", "--max-bops", "50%",
+    code, err = error_of(capsys, "plan", MODEL, "--sensitivity", sens, "--max-size", "5KB", "--max-bops", "50%W8A8",
                          "-o", str(out))
     assert code == 2 and not out.exists()
     assert err.startswith("error: limits cannot be met") and len(err.splitlines()) == 1

@@ -2,7 +2,7 @@ import pytest
 
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import Layer, torchscript_module_path
-from onnx_hawq.plan import LayerBits, Plan, fingerprint, uniform_plan
+from onnx_hawq.plans import LayerBits, Plan, fingerprint, uniform_plan
 
 
 def _layers():

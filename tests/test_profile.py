@@ -16,7 +16,7 @@ from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.cli.main import cli
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers
-from onnx_hawq.plan import Plan, fingerprint
+from onnx_hawq.plans import Plan, fingerprint
 from onnx_hawq.planning.instance import load_prepared
 from onnx_hawq.planning.latency import LatencyTable
 from onnx_hawq.planning.profiler import ProfileConfig, profile, quantized_weight, single_node_graph

@@ -1,5 +1,6 @@
 """The README's first two commands: the main job (run in-process) and the test command."""
 
+import pytest
 import re
 import shlex
 
@@ -18,6 +19,7 @@ def test_readme_starts_with_setup_then_test_command():
     assert ".venv/bin/python -m pytest -q" in (REPO / ".ci/run").read_text()
 
 
+@pytest.mark.slow
 def test_readme_main_job_runs(tmp_path, monkeypatch):
     from onnx_hawq.cli.main import main
 

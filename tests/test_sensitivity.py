@@ -18,7 +18,7 @@ from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.calibration.torch_route import channel_scale, match_modules, torch_sensitivities  # noqa: E402
 from onnx_hawq.errors import HawqError, InputError  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
-from onnx_hawq.plan import fingerprint  # noqa: E402
+from onnx_hawq.plans import fingerprint  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from onnx_hawq.ort import session
 from onnx_hawq.cli.main import cli
 from onnx_hawq.model_io import load_data
-from onnx_hawq.plan import uniform_plan
-from onnx_hawq.quantize import quantize_model
-from onnx_hawq.validate.comparator import Comparator
-from onnx_hawq.validate.config import CompareOptions
+from onnx_hawq.plans import uniform_plan
+from onnx_hawq.quantization import quantize_model
+from onnx_hawq.validation.comparator import Comparator
+from onnx_hawq.validation.config import CompareOptions
 from tests.helpers import SAMPLE
 
 MODEL = SAMPLE / "digits_transformer.onnx"
@@ -71,6 +71,7 @@ def test_converter_and_sensitivity_run_on_the_transformer():
     assert len(res.layers) == 14 and all(s.trace > 0 for s in res.layers.values())
 
 
+@pytest.mark.slow
 def test_auto_end_to_end(tmp_path):
     pytest.importorskip("torch")
     args = ["auto", str(MODEL), "--calib", str(SAMPLE / "digits_calib.npz"), "--data", str(SAMPLE / "digits_test.npz"),
@@ -84,7 +85,7 @@ def test_auto_end_to_end(tmp_path):
 
 def test_compile_check_passes_by_cosine(w8a8, tmp_path):
     pytest.importorskip("tvm")
-    from onnx_hawq.cli.compile import CompileConfig, run_compile
+    from onnx_hawq.compiler.run import CompileConfig, run_compile
 
     onnx.save(w8a8[1].model, str(tmp_path / "q.onnx"))
     np.savez(tmp_path / "x.npz", input=TEST["input"][:16])

@@ -10,12 +10,12 @@ import pytest
 
 from onnx_hawq.errors import InputError
 from onnx_hawq.model_io import load_model
-from onnx_hawq.validate import layerwise as lw
-from onnx_hawq.validate.backends import BACKENDS
-from onnx_hawq.validate.comparator import Comparator
-from onnx_hawq.validate.config import CompareOptions, Thresholds, parse_backends, parse_threshold
-from onnx_hawq.validate.metrics import MismatchStats, TensorStats, sample_cosines, sqnr_db
-from onnx_hawq.validate.report import GateFailed, Report, evaluate, raise_if_failed
+from onnx_hawq.validation import layerwise as lw
+from onnx_hawq.validation.backends import BACKENDS
+from onnx_hawq.validation.comparator import Comparator
+from onnx_hawq.validation.config import CompareOptions, Thresholds, parse_backends, parse_threshold
+from onnx_hawq.validation.metrics import MismatchStats, TensorStats, sample_cosines, sqnr_db
+from onnx_hawq.validation.report import GateFailed, Report, evaluate, raise_if_failed
 from tests.vhelpers import BROKEN_LAYER, FLOAT, break_layer, held_out, quantized
 
 
@@ -115,7 +115,7 @@ def test_reference_backend_equals_ort_bit_for_bit(models, data):
 
 def off_by_one_backend(model, names):
     """A backend that gets one element of every uint8 tensor wrong (for the failing check)."""
-    from onnx_hawq.validate.backends import reference_backend
+    from onnx_hawq.validation.backends import reference_backend
 
     run = reference_backend(model, names)
 
@@ -166,8 +166,8 @@ def test_threshold_and_backend_parsing():
 
 
 def test_top1_threshold_needs_a_classification_output():
-    from onnx_hawq.validate.comparator import Comparison, OutputResult
-    from onnx_hawq.validate.metrics import TensorMetrics
+    from onnx_hawq.validation.comparator import Comparison, OutputResult
+    from onnx_hawq.validation.metrics import TensorMetrics
 
     comp = Comparison(4, {"y": OutputResult(TensorMetrics(30.0, 1.0, 0.1, 0.01, 4))})
     assert [c.name for c in evaluate(comp, Thresholds(min_sqnr=20))] == ["SQNR y"]

@@ -7,8 +7,8 @@ import onnx
 from onnx import numpy_helper
 
 from onnx_hawq.model_io import load_data, load_model, save_model
-from onnx_hawq.plan import uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import uniform_plan
+from onnx_hawq.quantization import quantize_model
 from tests.helpers import SAMPLE
 
 FLOAT = SAMPLE / "digits_resnet.onnx"

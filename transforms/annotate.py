@@ -9,7 +9,7 @@ import onnx
 from onnx import helper
 
 from onnx_hawq.layers import Layer
-from onnx_hawq.plan import LayerBits
+from onnx_hawq.plans import LayerBits
 
 PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
 

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from onnx_hawq.arith.signatures import ordered, slots_of
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
 from onnx_hawq.transforms.int_requant import Chain, IntContext, exact_reason, layer_q, requantize
 
-ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")
 CONV_ATTRS = ("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides")
 
 
@@ -18,10 +18,12 @@ def match(graph: Graph, node: onnx.NodeProto):
 
 
 def replace(graph: Graph, node) -> Replacement:
-    lq = layer_q(graph, node, ORDER, 0)
+    lq = layer_q(graph, node, 0)
     ch = Chain(graph, node.name or node.output[0])
     w_zp = ch.const("w_zero_point", np.array(0, np.int8))
-    conv = helper.make_node("ConvInteger", [node.input[0], node.input[3], node.input[2], w_zp],
+    io = slots_of(node)
+    slots = {"x": io["x"], "w": io["w"], "x_zp": io["x_zp"], "w_zp": w_zp}
+    conv = helper.make_node("ConvInteger", ordered("ConvInteger", slots),
                             [graph.fresh(f"{ch.base}_acc")], name=graph.fresh(ch.base))
     conv.attribute.extend(a for a in node.attribute if a.name in CONV_ATTRS)
     ch.nodes.append(conv)
@@ -35,7 +37,7 @@ def replace(graph: Graph, node) -> Replacement:
 
 def rule(ctx: IntContext) -> Rule:
     def check(graph: Graph, node) -> str | None:
-        lq = layer_q(graph, node, ORDER, 0)
+        lq = layer_q(graph, node, 0)
         return lq if isinstance(lq, str) else exact_reason(lq, ctx.x_range(node))
 
     return Rule("qlinearconv-to-convinteger", match, check, replace)

@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 
 from onnx_hawq.transforms.qcontext import MS
+from onnx_hawq.arith.signatures import ordered, slots_of
 from onnx_hawq.transforms.graph import Graph, Replacement, Rule
 from onnx_hawq.transforms.int_requant import Chain, IntContext, exact_reason, layer_q, requantize
 
-ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "bias", "y_scale", "y_zp")
 
 
 def match(graph: Graph, node: onnx.NodeProto):
@@ -22,16 +22,17 @@ def _check(graph: Graph, node, ctx: IntContext) -> str | None:
         return "transA or alpha != 1"
     if len(node.input) < 8 or not node.input[7]:
         return "QGemm without y_scale has a float output"
-    lq = layer_q(graph, node, ORDER, 0 if attrs.get("transB", 0) else 1)
+    lq = layer_q(graph, node, 0 if attrs.get("transB", 0) else 1)
     return lq if isinstance(lq, str) else exact_reason(lq, ctx.x_range(node))
 
 
 def replace(graph: Graph, node) -> Replacement:
-    lq = layer_q(graph, node, ORDER, 0 if graph.attrs(node).get("transB", 0) else 1)
+    lq = layer_q(graph, node, 0 if graph.attrs(node).get("transB", 0) else 1)
     ch = Chain(graph, node.name or node.output[0])
     w = ch.const("weight_kn", np.ascontiguousarray(lq.w.T))
     w_zp = ch.const("w_zero_point", np.array(0, np.int8))
-    acc = ch.op("MatMulInteger", [node.input[0], w, node.input[2], w_zp])
+    io = slots_of(node)
+    acc = ch.op("MatMulInteger", ordered("MatMulInteger", {"x": io["x"], "w": w, "x_zp": io["x_zp"], "w_zp": w_zp}))
     if lq.bias is not None:
         acc = ch.op("Add", [acc, ch.const("bias", lq.bias.astype(np.int32))])
     requantize(ch, acc, lq.requant(), 0, node.output[0])

@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from onnx_hawq.arith.requant import LayerQ, Requant, layer_params
+from onnx_hawq.arith.signatures import LAYER_CONSTANTS, slots_of
 from onnx_hawq.transforms.graph import Graph
 
 
@@ -87,13 +88,10 @@ def scalar(graph: Graph, name: str) -> np.ndarray | None:
     return value.reshape(()) if value is not None and value.size == 1 else None
 
 
-SLOTS = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")
-
-
-def layer_q(graph: Graph, node: onnx.NodeProto, order: tuple[str, ...], out_axis: int) -> LayerQ | str:
-    """The layer's constants (inputs named by `order` over SLOTS), or why they cannot be used."""
-    names = dict(zip(order, node.input))
-    return layer_params({k: graph.const(names.get(k, "")) for k in SLOTS[1:]}, out_axis)
+def layer_q(graph: Graph, node: onnx.NodeProto, out_axis: int) -> LayerQ | str:
+    """The layer's constants (inputs by the op's signature), or why they cannot be used."""
+    names = slots_of(node)
+    return layer_params({k: graph.const(names.get(k, "")) for k in LAYER_CONSTANTS}, out_axis)
 
 
 def exact_reason(lq: LayerQ, x_range: tuple[int, int]) -> str | None:

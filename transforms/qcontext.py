@@ -13,7 +13,7 @@ from onnx_hawq.arith import dyadic as qparams
 from onnx_hawq.arith import schema
 from onnx_hawq.arith.quantizer import TensorQ, channel_scales, quantize_weight, weight_form, weight_qmax
 from onnx_hawq.arith.signatures import MS
-from onnx_hawq.plan import LayerBits
+from onnx_hawq.plans import LayerBits
 from onnx_hawq.transforms.annotate import QNode
 
 __all__ = ["MS", "QuantContext", "LayerWeights", "clip_node", "dyadics", "weight_form_label"]

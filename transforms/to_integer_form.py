@@ -7,12 +7,12 @@ cannot be made exact is kept as it was and named in a warning and in `hawq.integ
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
 import onnx
 
+from onnx_hawq.arith import schema
 from onnx_hawq.value_ranges import uint8_ranges
 from onnx_hawq.transforms import int_add, int_conv, int_gap, int_gemm, int_matmul
 from onnx_hawq.transforms.graph import apply_rules
@@ -30,8 +30,8 @@ def to_integer_form(model: onnx.ModelProto) -> onnx.ModelProto:
     for r in refused:
         log.warning("integer form: kept %s as it was (%s): %s", r.node, r.rule, r.reason)
     del out.graph.value_info[:]
-    _set_meta(out, "hawq.format", "integer")
-    _set_meta(out, "hawq.integer_kept", json.dumps([{"node": r.node, "reason": r.reason} for r in refused]))
+    schema.set_model_meta(out, "format", "integer")
+    schema.set_model_meta(out, "integer_kept", [{"node": r.node, "reason": r.reason} for r in refused])
     return out
 
 
@@ -56,12 +56,3 @@ def pooled_sizes(model: onnx.ModelProto) -> dict[str, int]:
         last = any(a.name == "channels_last" and a.i for a in node.attribute)
         sizes[name] = int(np.prod(arr.shape[1:-1] if last else arr.shape[2:]))
     return sizes
-
-
-def _set_meta(model: onnx.ModelProto, key: str, value: str) -> None:
-    for entry in model.metadata_props:
-        if entry.key == key:
-            entry.value = value
-            return
-    entry = model.metadata_props.add()
-    entry.key, entry.value = key, value

@@ -13,7 +13,6 @@ import json
 import onnx
 
 PREFIX = "hawq."
-PRODUCER = "hawq.producer"
 # values that are names, kept as strings even when they look like JSON (a layer named "391")
 TEXT_KEYS = frozenset({"layer", "output", "op", "float_op", "form", "role", "weight"})
 KEYS = ("layer", "output", "op", "float_op", "role", "w_bits", "a_bits_in", "a_bits_out", "form", "dyadic",
@@ -53,7 +52,7 @@ def read_meta(node: onnx.NodeProto) -> dict:
     """hawq.* metadata of `node` without the prefix; names stay strings, other values JSON-decoded."""
     out = {}
     for p in node.metadata_props:
-        if not p.key.startswith(PREFIX) or p.key == PRODUCER:
+        if not p.key.startswith(PREFIX):
             continue
         key = p.key[len(PREFIX):]
         if key in TEXT_KEYS:
@@ -66,10 +65,21 @@ def read_meta(node: onnx.NodeProto) -> dict:
     return out
 
 
-def set_producer(model: onnx.ModelProto, text: str) -> None:
-    """Record which onnx-hawq wrote `model` (replacing an earlier record)."""
-    kept = [p for p in model.metadata_props if p.key != PRODUCER]
+MODEL_KEYS = frozenset({"producer", "format", "integer_kept"})
+
+
+def set_model_meta(model: onnx.ModelProto, key: str, value) -> None:
+    """Set model-level hawq.<key> (replacing an earlier value); non-strings are stored as JSON."""
+    if key not in MODEL_KEYS:
+        raise KeyError(f"unknown hawq model metadata key {key!r}")
+    full = PREFIX + key
+    kept = [p for p in model.metadata_props if p.key != full]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
-    entry.key, entry.value = PRODUCER, text
+    entry.key, entry.value = full, value if isinstance(value, str) else json.dumps(value)
+
+
+def set_producer(model: onnx.ModelProto, text: str) -> None:
+    """Record which onnx-hawq wrote `model`."""
+    set_model_meta(model, "producer", text)

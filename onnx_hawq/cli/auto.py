@@ -51,9 +51,9 @@ def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie
 
     from onnx_hawq.planning.config import parse_bits, parse_pin
     from onnx_hawq.planning.limits import parse_limit
-    from onnx_hawq.validate.auto import AUTO_HESSIAN, AutoConfig, run_auto, summary_table
-    from onnx_hawq.validate.config import CompareOptions, Thresholds, parse_backends, parse_threshold
-    from onnx_hawq.validate.report import raise_if_failed
+    from onnx_hawq.pipeline import AUTO_HESSIAN, AutoConfig, run_auto, summary_table
+    from onnx_hawq.validation.config import CompareOptions, Thresholds, parse_backends, parse_threshold
+    from onnx_hawq.validation.report import raise_if_failed
 
     thresholds = Thresholds(parse_threshold(min_sqnr, "--min-sqnr"), parse_threshold(min_cosine, "--min-cosine"),
                             parse_threshold(min_top1_agreement, "--min-top1-agreement"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 
 import click
@@ -71,11 +70,6 @@ def progress(iterable, total=None, desc=""):
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, disable=is_quiet(), leave=False)
-
-
-def wraps_errors(f):
-    """Marks a command as raising HawqError for main() to turn into an exit code."""
-    return functools.wraps(f)(f)
 
 
 def hessian_options(f):

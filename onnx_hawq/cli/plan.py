@@ -6,7 +6,7 @@ import click
 
 from onnx_hawq.cli.options import is_quiet, model_argument, verbosity
 from onnx_hawq.planning.config import PlanConfig, parse_bits, parse_pin, parse_tie
-from onnx_hawq.planning.limits import parse_limit
+from onnx_hawq.planning.limits import PERCENT_HELP, parse_limit
 
 
 def plan_config(model, sensitivity, output, max_size, max_bops, max_latency, latency, bits, act_bits,
@@ -26,9 +26,9 @@ def plan_config(model, sensitivity, output, max_size, max_bops, max_latency, lat
 @model_argument
 @click.option("--sensitivity", required=True, type=click.Path(dir_okay=False),
               help="Sensitivity file (from `onnx-hawq sensitivity`).")
-@click.option("--max-size", help="Model size limit: bytes, 40KB, 1.5MB, 2MiB, or N% of the W8A8 model.")
-@click.option("--max-bops", help="Bit-operation limit per sample: 1.2G, 3e9, or N% of the W8A8 model.")
-@click.option("--max-latency", help="Latency limit (sum of per-layer times): 1.5ms, 800us, or N% of W8A8.")
+@click.option("--max-size", help="Model size limit: bytes, 40KB, 1.5MB, 2MiB, N% or N%W8A8."+PERCENT_HELP)
+@click.option("--max-bops", help="Bit-operation limit per sample: 1.2G, 3e9, N% or N%W8A8."+PERCENT_HELP)
+@click.option("--max-latency", help="Latency limit (sum of per-layer times): 1.5ms, 800us, N% or N%W8A8."+PERCENT_HELP)
 @click.option("--latency", type=click.Path(dir_okay=False), help="Latency table (from `onnx-hawq profile`).")
 @click.option("--bits", default="4,8", show_default=True, help="Candidate weight bits, e.g. 2,3,4,8.")
 @click.option("--act-bits", default="8", show_default=True, help="Candidate activation bits: 8, 4 or 4,8.")

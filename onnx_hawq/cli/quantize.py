@@ -2,70 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import click
 
 from onnx_hawq.calibration.ranges import Method
 from onnx_hawq.cli.options import bits_options, model_argument, progress, verbosity
-from onnx_hawq.config import JsonConfig
-
-
-@dataclasses.dataclass(frozen=True)
-class QuantizeConfig(JsonConfig):
-    """Everything `onnx-hawq quantize` needs."""
-
-    model: str
-    output: str
-    calib: str
-    plan: str | None = None
-    bits: str | None = None
-    method: str = "minmax"
-    percentile: float = 99.99
-    max_samples: int = 512
-    report: str | None = None
-    format: str = "qlinear"
-
-
-def run_quantize(config: QuantizeConfig, show_progress: bool = True) -> dict:
-    """Load, quantize, check and atomically save; return the report (also written as JSON)."""
-    import onnx
-
-    from onnx_hawq.calibration.ranges import CalibConfig
-    from onnx_hawq.config import atomic_write_json
-    from onnx_hawq.errors import InputError
-    from onnx_hawq.model_io import check_output_path, load_data, load_model, save_model
-    from onnx_hawq.plan import Plan, uniform_plan
-    from onnx_hawq.quantize import quantize_model
-    from onnx_hawq.report import build_report
-
-    if (config.plan is None) == (config.bits is None):
-        raise InputError("give exactly one of --bits-from plan.json or --bits SPEC")
-    check_output_path(config.output, config.model)
-    report_path = config.report or str(Path(config.output).with_suffix(".report.json"))
-    check_output_path(report_path, config.model)
-    plan = Plan.load(config.plan, "plan") if config.plan else uniform_plan(config.bits)
-    model = load_model(config.model)
-    data = load_data(config.calib, model, "calibration")
-    calib = CalibConfig(Method(config.method), config.percentile, max_samples=config.max_samples)
-    result = quantize_model(model, plan, data, calib, progress if show_progress else None)
-    out = _convert_format(result.model, config.format)
-    onnx.checker.check_model(out)
-    report = build_report(out)
-    report.update(model=config.model, output=config.output, plan=plan.to_dict(), refused=result.refused,
-                  format=config.format)
-    save_model(out, config.output)
-    atomic_write_json(report_path, report)
-    return report
-
-
-def _convert_format(model, fmt: str):
-    if fmt == "qlinear":
-        return model
-    from onnx_hawq.transforms.to_integer_form import to_integer_form
-
-    return to_integer_form(model)
 
 
 @click.command("quantize")
@@ -86,10 +26,11 @@ def _convert_format(model, fmt: str):
 def command(model, bits, bits_from, calib, output, method, percentile, max_samples, report, fmt):
     """Quantize MODEL with per-layer bits from a plan (or uniform --bits) into integer ops."""
     from onnx_hawq.cli.options import is_quiet
+    from onnx_hawq.quantization import QuantizeConfig, run_quantize
     from onnx_hawq.report import format_table
 
     config = QuantizeConfig(model, output, calib, bits_from, bits, method, percentile, max_samples, report, fmt)
-    result = run_quantize(config, show_progress=not is_quiet())
+    result = run_quantize(config, progress=None if is_quiet() else progress)
     if not is_quiet():
         click.echo(format_table(result))
         click.echo(f"wrote {output}")

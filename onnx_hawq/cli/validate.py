@@ -28,9 +28,9 @@ def command(float_model, quant_model, data, labels, batch_size, min_sqnr, min_co
     bad option values). With --layerwise, every integer node is mapped back to the float graph's
     tensor (FLOAT_MODEL as prepared for quantization: BN folded) and ranked by its local SQNR.
     """
-    from onnx_hawq.validate.config import CompareOptions, Thresholds, parse_backends, parse_threshold
-    from onnx_hawq.validate.report import raise_if_failed
-    from onnx_hawq.validate.run import ValidateConfig, run_validate
+    from onnx_hawq.validation.config import CompareOptions, Thresholds, parse_backends, parse_threshold
+    from onnx_hawq.validation.report import raise_if_failed
+    from onnx_hawq.validation.run import ValidateConfig, run_validate
 
     thresholds = Thresholds(parse_threshold(min_sqnr, "--min-sqnr"), parse_threshold(min_cosine, "--min-cosine"),
                             parse_threshold(min_top1_agreement, "--min-top1-agreement"),

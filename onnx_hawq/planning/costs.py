@@ -17,7 +17,7 @@ import onnx
 
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import Layer, weights_of
-from onnx_hawq.plan import LayerBits
+from onnx_hawq.plans import LayerBits
 from onnx_hawq.arith.quantizer import layer_size_bytes, weight_error, weight_qmax
 
 log = logging.getLogger("onnx_hawq")

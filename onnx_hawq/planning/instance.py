@@ -11,7 +11,7 @@ from onnx_hawq.calibration.sensitivity_file import Sensitivity
 from onnx_hawq.errors import InputError, close_matches
 from onnx_hawq.layers import Layer, find_layers
 from onnx_hawq.model_io import load_model
-from onnx_hawq.plan import LayerBits
+from onnx_hawq.plans import LayerBits
 from onnx_hawq.planning import ilp
 from onnx_hawq.planning.config import PlanConfig
 from onnx_hawq.planning.costs import bops, candidate_choices, perturbations, size_bytes
@@ -33,20 +33,11 @@ class Instance:
     ties: tuple[tuple[str, ...], ...]
 
 
-def prepared(model: onnx.ModelProto) -> onnx.ModelProto:
-    """The model after preparation (BN and constant folding) when that transform exists."""
-    try:
-        from onnx_hawq.transforms.prepare import prepare_model
-    except ModuleNotFoundError as e:
-        if e.name in ("onnx_hawq.transforms", "onnx_hawq.transforms.prepare"):
-            return model
-        raise
-    return prepare_model(model)
-
-
 def load_prepared(path: str) -> tuple[onnx.ModelProto, list[Layer]]:
     """Load, prepare and list the quantizable layers of the model at `path`."""
-    model = prepared(load_model(path))
+    from onnx_hawq.transforms.prepare import prepare_model
+
+    model = prepare_model(load_model(path))
     layers = find_layers(model)
     if not layers:
         raise InputError(f"{path} has no quantizable layers (Conv/Gemm/MatMul with constant weights)")
@@ -143,7 +134,12 @@ def load_inputs(cfg: PlanConfig):
 
 def build_instance(cfg: PlanConfig) -> Instance:
     """Read every input of `cfg` and set up the limit-free integer program."""
-    model, layers, sens, table = load_inputs(cfg)
+    return instance_of(cfg, *load_inputs(cfg))
+
+
+def instance_of(cfg: PlanConfig, model: onnx.ModelProto, layers, sens: Sensitivity,
+                table: LatencyTable | None = None) -> Instance:
+    """The limit-free integer program for a prepared model, its layers and checked sensitivities."""
     candidates = candidate_choices(cfg.bits, cfg.act_bits)
     if len(cfg.act_bits) > 1:
         log.warning("Ω counts weight perturbation only, so fewer activation bits never look worse to the "

@@ -7,7 +7,7 @@ import math
 
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError
-from onnx_hawq.plan import fingerprint
+from onnx_hawq.plans import fingerprint
 
 
 @dataclasses.dataclass(frozen=True)

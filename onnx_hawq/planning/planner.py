@@ -7,7 +7,7 @@ from pathlib import Path
 
 from onnx_hawq.errors import HawqError, InputError
 from onnx_hawq.model_io import check_output_path
-from onnx_hawq.plan import Plan, fingerprint
+from onnx_hawq.plans import Plan, fingerprint
 from onnx_hawq.planning import ilp
 from onnx_hawq.planning.config import PlanConfig
 from onnx_hawq.planning.instance import Instance, build_instance
@@ -34,16 +34,19 @@ class PlanOutcome:
             shown = "no limit" if limit is None else f"limit {format_amount(name, limit)}"
             lines.append(f"  {name:8s} {format_amount(name, entry['use'])} ({shown}; "
                          f"W8A8 {format_amount(name, entry['all8'])})")
-        counts: dict[str, int] = {}
-        for bits in self.plan.layers.values():
-            counts[bits.label()] = counts.get(bits.label(), 0) + 1
-        lines.append("  layers: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+        lines.append("  layers: " + ", ".join(f"{k} x{v}" for k, v in sorted(self.plan.histogram().items())))
         return "\n".join(lines)
 
 
 def resolve_limits(cfg: PlanConfig, inst: Instance) -> dict[str, int]:
-    """Each given limit in integer base units (N% of the W8A8 model resolved)."""
-    return {l.resource: l.resolve(inst.all8[l.resource]) for l in cfg.limits()}
+    """Each given limit in integer base units (percentages resolved against the smallest plan and W8A8)."""
+    return {l.resource: l.resolve(inst.all8[l.resource], lowest_use(inst, l.resource)) for l in cfg.limits()}
+
+
+def lowest_use(inst: Instance, resource: str) -> int:
+    """The smallest use of `resource` any plan allowed by the bits, pins and ties can have."""
+    res = next(r for r in inst.problem.resources if r.name == resource)
+    return ilp.min_use(inst.problem, res)
 
 
 def with_limits(inst: Instance, limits: dict[str, int]) -> ilp.Problem:

@@ -25,10 +25,11 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import Layer, inferred_shapes, weights_of
-from onnx_hawq.plan import LayerBits, fingerprint
+from onnx_hawq.plans import LayerBits, fingerprint
 from onnx_hawq.planning.costs import candidate_choices
 from onnx_hawq.planning.latency import LatencyTable
 from onnx_hawq.planning.residual import layer_node_index
+from onnx_hawq.arith.signatures import domain_of, ordered
 from onnx_hawq.arith.quantizer import act_qmax, channel_scales, quantize_weight, weight_qmax
 
 OPSET = 17
@@ -72,16 +73,15 @@ def single_node_graph(node: onnx.NodeProto, layer: Layer, q: np.ndarray, scales:
     if layer.op_type != "MatMul":
         inits.append(numpy_helper.from_array(np.zeros(m, np.int32), "bias"))
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    slots = {k: k for k in ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")}
     if layer.op_type == "Conv":
-        ins = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias"]
-        qnode = helper.make_node("QLinearConv", ins, ["y"], **attrs)
+        qnode = helper.make_node("QLinearConv", ordered("QLinearConv", slots), ["y"], **attrs)
     elif layer.op_type == "Gemm":
-        ins = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "bias", "y_scale", "y_zp"]
         keep = {k: v for k, v in attrs.items() if k in ("transA", "transB", "alpha")}
-        qnode = helper.make_node("QGemm", ins, ["y"], domain="com.microsoft", **keep)
+        qnode = helper.make_node("QGemm", ordered("QGemm", slots), ["y"], domain=domain_of("QGemm"), **keep)
     else:
-        ins = ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp"]
-        qnode = helper.make_node("QLinearMatMul", ins, ["y"])
+        del slots["bias"]
+        qnode = helper.make_node("QLinearMatMul", ordered("QLinearMatMul", slots), ["y"])
     graph = helper.make_graph(
         [qnode], f"profile_{layer.name}",
         [helper.make_tensor_value_info("x", TensorProto.UINT8, list(in_shape))],

@@ -20,8 +20,8 @@ from onnx_hawq.errors import InputError
 from onnx_hawq.planning import ilp
 from onnx_hawq.planning.config import PlanConfig
 from onnx_hawq.planning.instance import Instance, build_instance
-from onnx_hawq.planning.limits import format_amount
-from onnx_hawq.planning.planner import check_outputs, resolve_limits, to_plan, with_limits
+from onnx_hawq.planning.limits import format_amount, interpolate
+from onnx_hawq.planning.planner import check_outputs, lowest_use, resolve_limits, to_plan, with_limits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,12 +69,10 @@ def swept_resource(cfg: PlanConfig) -> str:
 
 def budgets(inst: Instance, resource: str, n: int) -> list[int]:
     """`n` integer budgets evenly from the smallest achievable value to the W8A8 value."""
-    res = next(r for r in inst.problem.resources if r.name == resource)
-    low, high = ilp.min_use(inst.problem, res), inst.all8[resource]
-    high = max(high, low)
+    low, high = lowest_use(inst, resource), inst.all8[resource]
     if n == 1:
-        return [high]
-    return [int(low + (high - low) * k / (n - 1)) for k in range(n)]
+        return [int(interpolate(low, high, 1.0))]
+    return [int(interpolate(low, high, k / (n - 1))) for k in range(n)]
 
 
 def sweep_row(inst: Instance, limits: dict, cfg: PlanConfig, budget: int, name: str, folder: Path) -> SweepRow:

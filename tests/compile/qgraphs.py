@@ -24,7 +24,7 @@ def typed_model(nodes, inputs, outputs, inits: dict, opset: int = 17) -> onnx.Mo
 
 def assert_tvm_equals_ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
     """Every graph output of TVM (llvm) equals onnxruntime's element for element; returns them."""
-    from onnx_hawq.compile.build import run_tvm
+    from onnx_hawq.compiler.build import run_tvm
 
     want, got = run_ort(model, feeds), run_tvm(model, feeds)
     for name, w, g in zip([o.name for o in model.graph.output], want, got):
@@ -34,7 +34,7 @@ def assert_tvm_equals_ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarra
 
 
 def relax_text(model: onnx.ModelProto) -> str:
-    from onnx_hawq.compile.frontend import import_onnx
+    from onnx_hawq.compiler.frontend import import_onnx
 
     return import_onnx(model).script()
 

@@ -9,7 +9,7 @@ from tests.compile.qgraphs import EXACT, U8, layer_inits, typed_model
 from tests.helpers import rng, run_ort
 
 tvm = pytest.importorskip("tvm")
-from onnx_hawq.compile.build import parse_target, run_tvm, tvm_backend  # noqa: E402
+from onnx_hawq.compiler.build import parse_target, run_tvm, tvm_backend  # noqa: E402
 
 
 @pytest.mark.parametrize("spec,kind,arch", [("llvm", "llvm", ""), ("cuda:sm_90", "cuda", "sm_90"),

@@ -5,15 +5,15 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnx_hawq.compile.check import compare
+from onnx_hawq.compiler.check import compare
 from onnx_hawq.model_io import load_data
-from onnx_hawq.plan import uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import uniform_plan
+from onnx_hawq.quantization import quantize_model
 from onnx_hawq.report import float_rounding
-from onnx_hawq.validate.comparator import Comparator
-from onnx_hawq.validate.config import CompareOptions
-from onnx_hawq.validate.config import Thresholds
-from onnx_hawq.validate.report import evaluate
+from onnx_hawq.validation.comparator import Comparator
+from onnx_hawq.validation.config import CompareOptions
+from onnx_hawq.validation.config import Thresholds
+from onnx_hawq.validation.report import evaluate
 from tests.helpers import SAMPLE, make_model, rng
 
 
@@ -64,7 +64,7 @@ def test_validate_backend_after_float_ops_is_checked_by_cosine():
 
 def test_compile_check_on_a_graph_with_float_ops(tmp_path):
     pytest.importorskip("tvm")
-    from onnx_hawq.cli.compile import CompileConfig, run_compile
+    from onnx_hawq.compiler.run import CompileConfig, run_compile
 
     _, q, feeds = layernorm_projection()
     onnx.save(q, str(tmp_path / "q.onnx"))
@@ -92,7 +92,7 @@ def test_float_rounding_counts_untyped_contrib_ops_and_stops_at_shapes():
 
 
 def test_outputs_before_float_ops_stay_bit_for_bit_and_one_value_samples_use_the_whole_tensor():
-    from onnx_hawq.compile.check import worst_cosine
+    from onnx_hawq.compiler.check import worst_cosine
 
     r = rng(23)
     nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"], name="p1"), helper.make_node("Relu", ["h"], ["y1"]),

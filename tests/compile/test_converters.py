@@ -125,7 +125,7 @@ def test_tvm_own_uint8_ops_match_onnxruntime():
 def test_converters_are_registered_only_inside_the_shim():
     from tvm.relax.frontend.onnx import onnx_frontend as fe
 
-    from onnx_hawq.compile.frontend import hawq_converters
+    from onnx_hawq.compiler.frontend import hawq_converters
 
     original = fe._get_convert_map
     with hawq_converters():
@@ -134,7 +134,7 @@ def test_converters_are_registered_only_inside_the_shim():
 
 
 def test_a_weight_that_is_not_constant_is_a_one_line_error():
-    from onnx_hawq.compile.frontend import import_onnx
+    from onnx_hawq.compiler.frontend import import_onnx
     from onnx_hawq.errors import InputError
 
     inits = {k: v for k, v in layer_inits(rng(14), EXACT, np.zeros((2, 2, 1, 1), np.int8), 0, 0).items() if k != "w"}

@@ -6,8 +6,8 @@ import onnx
 import pytest
 
 from onnx_hawq.model_io import load_data
-from onnx_hawq.plan import uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import uniform_plan
+from onnx_hawq.quantization import quantize_model
 from onnx_hawq.transforms.to_integer_form import to_integer_form
 from tests.compile.qgraphs import assert_tvm_equals_ort, relax_text
 from tests.helpers import SAMPLE, run_ort

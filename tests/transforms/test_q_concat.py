@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from onnx import helper
 
+from onnx_hawq.transforms import q_concat
 from onnx_hawq.transforms.to_integer_form import to_integer_form
-from onnx_hawq.validate import layerwise as lw
+from onnx_hawq.validation import layerwise as lw
 from tests.helpers import make_model, op_list, rng, run_ort
 from tests.qhelpers import assert_ort_equals_reference, quantize_tiny
 
@@ -117,3 +118,12 @@ def test_a_dropped_concat_leaves_its_float_inputs_other_readers_float():
     q = quantize_tiny(model, feeds)
     assert op_list(q).count("QuantizeLinear") == 1  # the Conv's input only
     np.testing.assert_array_equal(run_ort(model, feeds)[1], run_ort(q, feeds)[1])
+
+
+def test_concat_with_an_input_quantizer_unlike_the_output_is_refused():
+    from onnx_hawq.transforms.annotate import Kind
+    from tests.transforms.rule_ctx import context, qnode, tq
+
+    qn = qnode("Concat", Kind.CONCAT, ["a", "b"])
+    ctx = context({"a": tq(), "b": tq(scale=0.2), "y": tq()})
+    assert q_concat.check(ctx, qn) == "input quantizers differ from the output's (b: an aligned Add or pool)"

@@ -74,9 +74,9 @@ def test_tvm_equals_onnxruntime():
 
 def test_layerwise_report_and_quantization_report_cover_the_float_output_layer():
     from onnx_hawq.report import build_report, format_table
-    from onnx_hawq.validate import layerwise as lw
-    from onnx_hawq.validate.comparator import Comparator
-    from onnx_hawq.validate.config import CompareOptions
+    from onnx_hawq.validation import layerwise as lw
+    from onnx_hawq.validation.comparator import Comparator
+    from onnx_hawq.validation.config import CompareOptions
 
     model, feeds = _projection(16)
     q = quantize_tiny(model, feeds)

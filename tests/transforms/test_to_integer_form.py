@@ -10,8 +10,8 @@ from onnx import helper
 
 from onnx_hawq.ort import expose
 from onnx_hawq.model_io import load_data
-from onnx_hawq.plan import uniform_plan
-from onnx_hawq.quantize import quantize_model
+from onnx_hawq.plans import uniform_plan
+from onnx_hawq.quantization import quantize_model
 from onnx_hawq.transforms.to_integer_form import to_integer_form
 from tests.compile.qgraphs import U8, f32, typed_model
 from tests.helpers import SAMPLE, op_list, rng, run_ort

@@ -16,13 +16,13 @@ import tvm
 from tvm import relax, tirx
 from tvm.relax.frontend.onnx.onnx_frontend import OnnxOpConverter
 
-from onnx_hawq.compile import relax_ops as ops
+from onnx_hawq.arith.signatures import by_slot
+from onnx_hawq.compiler import relax_ops as ops
 from onnx_hawq.arith.requant import LayerQ, add_program, gap_program, layer_params
 from onnx_hawq.errors import InputError
 
 # {node name: (lo, hi) of its first input}, set by frontend.import_onnx for the converters
 INPUT_RANGES: contextvars.ContextVar[dict] = contextvars.ContextVar("hawq_input_ranges", default={})
-SLOTS = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp", "bias")
 
 
 class UnsupportedNode(InputError):
@@ -41,8 +41,8 @@ def constant(expr, what: str, op: str) -> np.ndarray:
     raise UnsupportedNode(f"{op}: {what} must be a constant initializer for TVM")
 
 
-def _layer(inputs, order: tuple[str, ...], out_axis: int, op: str) -> LayerQ:
-    vals = {k: constant(inputs[i], k, op) for i, k in enumerate(order) if k != "x" and inputs[i] is not None}
+def _layer(inputs, out_axis: int, op: str) -> LayerQ:
+    vals = {k: constant(v, k, op) for k, v in by_slot(op, inputs).items() if k != "x" and v is not None}
     lq = layer_params(vals, out_axis)
     if isinstance(lq, str):
         raise UnsupportedNode(f"{op}: {lq}")
@@ -86,7 +86,7 @@ def matmul_acc(bb, a, w_kn: np.ndarray, a_zp: int, bias: np.ndarray | None):
 class QLinearConv(OnnxOpConverter):
     @classmethod
     def _impl_v10(cls, bb, inputs, attr, params):
-        lq = _layer(inputs, SLOTS, 0, "QLinearConv")
+        lq = _layer(inputs, 0, "QLinearConv")
         acc = conv_acc(bb, inputs[0], lq.w, lq.x_zp, lq.bias, attr, "QLinearConv")
         return _requant(bb, acc, lq, attr, 4, 1)
 
@@ -96,19 +96,17 @@ class QLinearMatMul(OnnxOpConverter):
     def _impl_v10(cls, bb, inputs, attr, params):
         if len(constant(inputs[3], "b", "QLinearMatMul").shape) != 2:
             raise UnsupportedNode("QLinearMatMul: only a 2-D constant right-hand side is supported")
-        lq = _layer(inputs, SLOTS[:8], 1, "QLinearMatMul")
+        lq = _layer(inputs, 1, "QLinearMatMul")
         acc = matmul_acc(bb, inputs[0], np.ascontiguousarray(lq.w.T), lq.x_zp, None)
         return _requant(bb, acc, lq, attr, 1, 0)
 
 
 class QGemm(OnnxOpConverter):
-    ORDER = ("x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "bias", "y_scale", "y_zp")
-
     @classmethod
     def _impl_v1(cls, bb, inputs, attr, params):
         if attr.get("transA", 0) or attr.get("alpha", 1.0) != 1.0 or len(inputs) < 9 or inputs[7] is None:
             raise UnsupportedNode("QGemm: needs transA=0, alpha=1 and a quantized output (y_scale)")
-        lq = _layer(inputs, cls.ORDER, 0 if attr.get("transB", 0) else 1, "QGemm")
+        lq = _layer(inputs, 0 if attr.get("transB", 0) else 1, "QGemm")
         acc = matmul_acc(bb, inputs[0], np.ascontiguousarray(lq.w.T), lq.x_zp, lq.bias)
         return _requant(bb, acc, lq, attr, 1, 0)
 

@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 from onnx_hawq.errors import HawqError, InputError
-from onnx_hawq.validate.comparator import Comparison, LayerResult
-from onnx_hawq.validate.config import Thresholds
+from onnx_hawq.validation.comparator import Comparison, LayerResult
+from onnx_hawq.validation.config import Thresholds
 
 BACKEND_MIN_COSINE = 0.99  # backends vs onnxruntime where float ops make bit-exactness impossible
 

@@ -49,7 +49,7 @@ class CheckResult:
 
 def worst_cosine(got: np.ndarray, want: np.ndarray) -> float:
     """Smallest per-sample cosine; over the whole tensor when a sample holds one value (or none)."""
-    from onnx_hawq.validate.metrics import sample_cosines
+    from onnx_hawq.arith.similarity import sample_cosines
 
     g, w = got.astype(np.float64), want.astype(np.float64)
     if w.size == 0:

@@ -15,14 +15,15 @@ import numpy as np
 import onnx
 
 from onnx_hawq.errors import HawqError, InputError
+from onnx_hawq.ort import first_line
 
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 Factory = Callable[[onnx.ModelProto, list[str]], Run]
 
 BACKENDS: dict[str, str] = {
-    "ort": "onnx_hawq.validate.backends:ort_backend",
-    "reference": "onnx_hawq.validate.backends:reference_backend",
-    "tvm": "onnx_hawq.compile.build:tvm_backend",
+    "ort": "onnx_hawq.validation.backends:ort_backend",
+    "reference": "onnx_hawq.validation.backends:reference_backend",
+    "tvm": "onnx_hawq.compiler.build:tvm_backend",
 }
 
 
@@ -44,13 +45,13 @@ def ort_backend(model: onnx.ModelProto, names: list[str]) -> Run:
     try:
         sess = session(expose(model, names))
     except Exception as e:  # onnxruntime raises its own exception types
-        raise HawqError(f"onnxruntime cannot load the model: {_first_line(e)}") from None
+        raise HawqError(f"onnxruntime cannot load the model: {first_line(e)}") from None
 
     def run(feeds):
         try:
             return sess.run(names, feeds)
         except Exception as e:
-            raise HawqError(f"onnxruntime failed: {_first_line(e)}") from None
+            raise HawqError(f"onnxruntime failed: {first_line(e)}") from None
 
     return run
 
@@ -65,11 +66,6 @@ def reference_backend(model: onnx.ModelProto, names: list[str]) -> Run:
         try:
             return runner.run(names, feeds)
         except (NotImplementedError, KeyError, ValueError) as e:
-            raise HawqError(f"reference interpreter failed: {type(e).__name__}: {_first_line(e)}") from None
+            raise HawqError(f"reference interpreter failed: {type(e).__name__}: {first_line(e)}") from None
 
     return run
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

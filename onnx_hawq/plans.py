@@ -42,6 +42,13 @@ class Plan(JsonConfig):
     model: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    def histogram(self) -> dict[str, int]:
+        """How many layers take each bit choice, e.g. {'w4a8': 5, 'w8a8': 2}."""
+        counts: dict[str, int] = {}
+        for bits in self.layers.values():
+            counts[bits.label()] = counts.get(bits.label(), 0) + 1
+        return counts
+
     def resolve(self, layers: list[Layer]) -> dict[str, LayerBits]:
         """Bits for every layer of the model; unknown names or another model's plan are errors."""
         if self.model and self.model != fingerprint(layers):

@@ -20,10 +20,10 @@ import onnx
 from onnx_hawq.errors import InputError
 from onnx_hawq.report import float_rounding
 from onnx_hawq.model_io import batches, fixed_batch
-from onnx_hawq.validate import layerwise as lw
-from onnx_hawq.validate.backends import load_backend
-from onnx_hawq.validate.config import CompareOptions
-from onnx_hawq.validate.metrics import (Counter, Mismatch, MismatchStats, TensorMetrics, TensorStats,
+from onnx_hawq.validation import layerwise as lw
+from onnx_hawq.validation.backends import load_backend
+from onnx_hawq.validation.config import CompareOptions
+from onnx_hawq.validation.metrics import (Counter, Mismatch, MismatchStats, TensorMetrics, TensorStats,
                                         is_classifier, sample_cosines)
 
 log = logging.getLogger("onnx_hawq")
@@ -110,15 +110,18 @@ class Comparator:
     """Float vs quantized in onnxruntime (+ extra backends vs onnxruntime), batch by batch."""
 
     def __init__(self, float_model: onnx.ModelProto, quant_model: onnx.ModelProto,
-                 options: CompareOptions = CompareOptions()):
+                 options: CompareOptions = CompareOptions(), prepared_float: onnx.ModelProto | None = None):
+        """`prepared_float`: `float_model` after `prepare_model`, when the caller has it already."""
         self.options = options
         self.pairs = output_pairs(float_model, quant_model)
         self.batch_size = fixed_batch(quant_model) or options.batch_size
         self.tensors: list[lw.QuantTensor] = []
         if options.layerwise:
-            from onnx_hawq.transforms.prepare import prepare_model
+            if prepared_float is None:
+                from onnx_hawq.transforms.prepare import prepare_model
 
-            float_model = prepare_model(float_model)
+                prepared_float = prepare_model(float_model)
+            float_model = prepared_float
             self.tensors = lw.matched(lw.quant_tensors(quant_model), float_model)
             if not self.tensors:
                 log.warning("layer-wise: no node of the quantized model maps back to the float graph "

@@ -1,9 +1,14 @@
-"""`onnx-hawq quantize`: prepare, calibrate and rewrite a float ONNX model into integer QLinear ops."""
+"""`onnx-hawq quantize`: prepare, calibrate and rewrite a float ONNX model into integer QLinear ops.
+
+`quantize_model` works on objects; `run_quantize` is the command's library call (files at the edges).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -12,10 +17,14 @@ from onnx import helper
 from onnx_hawq.arith import schema
 from onnx_hawq.arith.quantizer import TensorQ, activation_params
 from onnx_hawq.arith.signatures import MS
-from onnx_hawq.calibration.ranges import CalibConfig, collect_ranges
+from onnx_hawq.calibration.ranges import CalibConfig, Method, collect_ranges
+from onnx_hawq.config import JsonConfig, atomic_write_json
+from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers, inferred_shapes
-from onnx_hawq.model_io import fixed_batch
-from onnx_hawq.plan import Plan
+from onnx_hawq.model_io import check_output_path, fixed_batch, load_data, load_model, save_model
+from onnx_hawq.ort import check_written
+from onnx_hawq.plans import Plan, uniform_plan
+from onnx_hawq.report import build_report
 from onnx_hawq.topology import sort_graph
 from onnx_hawq.transforms import q_add, q_concat, q_conv, q_gap, q_gemm, q_matmul, q_matmul_float, q_passthrough
 from onnx_hawq.transforms.align import align
@@ -45,7 +54,7 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
                    calib: CalibConfig = CalibConfig(), progress=None, prepared: bool = False) -> QuantizeResult:
     """Return the integer form of `model` for `plan`, calibrated on `data` (`prepared`: the model
     already went through `prepare_model`)."""
-    prepared = model if prepared else prepare_model(model)
+    prepared = _copy(model) if prepared else prepare_model(model)
     shapes = inferred_shapes(prepared)
     layers = find_layers(prepared, shapes)
     bits = plan.resolve(layers)
@@ -68,6 +77,12 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     _finish(graph)
     return QuantizeResult(graph.model, list(outcome.records), ann.float_ops,
                           [r.to_dict() for r in outcome.refused], layers)
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
 
 
 def tensor_params(ann: Annotation, ranges: dict, spatial: dict) -> tuple[dict[str, TensorQ], dict[str, bool]]:
@@ -115,3 +130,63 @@ def _finish(graph: Graph) -> None:
         model.opset_import.append(helper.make_opsetid(MS, 1))
     del model.graph.value_info[:]
     schema.set_producer(model, f"onnx-hawq {__version__}")
+
+
+FORMATS = ("qlinear", "integer")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeConfig(JsonConfig):
+    """Everything `onnx-hawq quantize` needs."""
+
+    model: str
+    output: str
+    calib: str
+    plan: str | None = None
+    bits: str | None = None
+    method: str = "minmax"
+    percentile: float = 99.99
+    max_samples: int = 512
+    report: str | None = None
+    format: str = "qlinear"
+
+    def calib_config(self) -> CalibConfig:
+        return CalibConfig(Method(self.method), self.percentile, max_samples=self.max_samples)
+
+    def report_path(self) -> str:
+        return self.report or str(Path(self.output).with_suffix(".report.json"))
+
+
+def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarray], calib: CalibConfig,
+                       fmt: str = "qlinear", progress: Callable | None = None,
+                       prepared: bool = False) -> tuple[onnx.ModelProto, dict]:
+    """The quantized model in format `fmt` (checked by onnx.checker and onnxruntime) and its report."""
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
+    result = quantize_model(model, plan, data, calib, progress, prepared)
+    out = result.model
+    if fmt == "integer":
+        from onnx_hawq.transforms.to_integer_form import to_integer_form
+
+        out = to_integer_form(out)
+    check_written(out)
+    report = build_report(out)
+    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt)
+    return out, report
+
+
+def run_quantize(config: QuantizeConfig, progress: Callable | None = None) -> dict:
+    """Load, quantize, check and atomically save; return the report (also written as JSON)."""
+    if (config.plan is None) == (config.bits is None):
+        raise InputError("give exactly one of --bits-from plan.json or --bits SPEC")
+    inputs = [config.model, config.calib, config.plan]
+    check_output_path(config.output, *inputs)
+    check_output_path(config.report_path(), *inputs, others=[config.output])
+    plan = Plan.load(config.plan, "plan") if config.plan else uniform_plan(config.bits)
+    model = load_model(config.model)
+    data = load_data(config.calib, model, "calibration")
+    out, report = quantize_to_format(model, plan, data, config.calib_config(), config.format, progress)
+    report.update(model=config.model, output=config.output)
+    save_model(out, config.output)
+    atomic_write_json(config.report_path(), report)
+    return report

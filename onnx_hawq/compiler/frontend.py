@@ -13,9 +13,10 @@ import warnings
 
 import onnx
 
-from onnx_hawq.compile.converters import CONVERTERS, INPUT_RANGES, UnsupportedNode, quantize_linear
+from onnx_hawq.compiler.converters import CONVERTERS, INPUT_RANGES, UnsupportedNode, quantize_linear
 from onnx_hawq.value_ranges import node_input_ranges
 from onnx_hawq.errors import HawqError, InputError
+from onnx_hawq.ort import first_line
 
 
 def _frontend():
@@ -79,11 +80,6 @@ def import_onnx(model: onnx.ModelProto, shapes: dict[str, list] | None = None):
     except UnsupportedNode:
         raise
     except Exception as e:  # TVM raises TVMError, ValueError, AssertionError ...
-        raise HawqError(f"TVM cannot import the model: {type(e).__name__}: {_first_line(e)}") from None
+        raise HawqError(f"TVM cannot import the model: {type(e).__name__}: {first_line(e)}") from None
     finally:
         INPUT_RANGES.reset(token)
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from onnx_hawq.validate.comparator import LayerResult
+from onnx_hawq.validation.comparator import LayerResult
 
 
 def _finite(values: list[float | None], cap: float) -> list[float]:

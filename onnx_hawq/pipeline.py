@@ -1,24 +1,24 @@
 """`onnx-hawq auto`: sensitivity (ONNX route) -> plan -> quantize -> validate, into one folder.
 
-Each stage is the library call its own command makes (`run_sensitivity`, the planner's
-`build_instance`/`solve_limits`/`to_plan`, `run_quantize`, `run_validate`), so every artefact is
-the file that command would have written.
+The model and the data are read once and the model is prepared once; the stages pass objects
+(`Sensitivity`, `Plan`, the quantized `ModelProto`, `Report`) and each writes the file its own
+command would have written.
 
-Size budget: ``N%`` means N% of the way from the smallest plan the bits allow (every layer at its
-lowest bits, pins and ties respected; e.g. all 4-bit) to the all-8-bit model, as in HAWQ-V3's
-``total_4bit + α·(total_8bit − total_4bit)``. Scales and biases are stored whatever the bits, so on
-small models a percentage of the W8A8 size can lie below the smallest plan. An absolute size
-(``40KB``) is used as given.
+Size budget: as everywhere (`planning.limits`), ``N%`` means N% of the way from the smallest plan
+the bits allow to the all-8-bit model (HAWQ-V3's α), ``N%W8A8`` that share of the W8A8 model, and
+an absolute size (``40KB``) is used as given.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Callable, Optional
+
+import numpy as np
+import onnx
 
 from onnx_hawq.calibration.hessian import HessianConfig
 from onnx_hawq.config import JsonConfig, atomic_write_json
@@ -26,8 +26,8 @@ from onnx_hawq.errors import InputError
 from onnx_hawq.model_io import check_output_path
 from onnx_hawq.planning.config import Pin, PlanConfig
 from onnx_hawq.planning.limits import Limit, format_amount
-from onnx_hawq.validate.config import CompareOptions, Thresholds
-from onnx_hawq.validate.report import Report
+from onnx_hawq.validation.config import CompareOptions, Thresholds
+from onnx_hawq.validation.report import Report
 
 AUTO_HESSIAN = HessianConfig(max_iter=50, tol=0.1, min_iter=10, blocks="layer", deflate=8)
 
@@ -107,6 +107,17 @@ class AutoResult:
     validation: Report
 
 
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What `auto` reads, read once: the model (as given and prepared), both data sets, labels."""
+
+    model: onnx.ModelProto
+    prepared: onnx.ModelProto
+    calib: dict
+    data: dict
+    labels: Optional[np.ndarray]
+
+
 def prepare_folder(cfg: AutoConfig) -> Artefacts:
     """Create the output folder; refuse a file there or an artefact path that is an input."""
     folder = Path(cfg.output)
@@ -115,32 +126,31 @@ def prepare_folder(cfg: AutoConfig) -> Artefacts:
     art = Artefacts.in_folder(folder, cfg.model)
     for path in art.paths():
         check_output_path(path, cfg.model, cfg.calib, cfg.data)
-    _check_inputs(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
     return art
 
 
-def _check_inputs(cfg: AutoConfig) -> None:
-    """Read the model, both data files and the --labels array once up front, so bad input fails
-    before any work (the validation stage, which reads the labels, comes after the Hessian)."""
+def read_inputs(cfg: AutoConfig) -> Inputs:
+    """Read the model, both data files and the --labels array, and prepare the model: once, up
+    front, so bad input fails before any work."""
     from onnx_hawq.calibration.onnx_route import load_labels
     from onnx_hawq.model_io import load_data, load_model
+    from onnx_hawq.transforms.prepare import prepare_model
 
     model = load_model(cfg.model)
-    load_data(cfg.calib, model)
+    calib = load_data(cfg.calib, model, "calibration")
     data = load_data(cfg.data, model)
+    labels = None
     if cfg.labels is not None:
-        load_labels(cfg.data, cfg.labels, len(next(iter(data.values()))))
+        labels = load_labels(cfg.data, cfg.labels, len(next(iter(data.values()))))
+    return Inputs(model, prepare_model(model), calib, data, labels)
 
 
 def size_budget(inst, limit: Limit) -> SizeBudget:
-    """Bytes for `limit`: N% of the way from the smallest plan to W8A8, or the absolute size."""
-    from onnx_hawq.planning import ilp
+    """Bytes for `limit` (see `planning.limits`) with the range it was placed in."""
+    from onnx_hawq.planning.planner import lowest_use
 
-    res = next(r for r in inst.problem.resources if r.name == "size")
-    low, high = ilp.min_use(inst.problem, res), inst.all8["size"]
-    raw = low + limit.value / 100 * (max(high, low) - low) if limit.percent else limit.value
-    return SizeBudget(int(math.floor(raw + 1e-9)), low, high)
+    low, high = lowest_use(inst, "size"), inst.all8["size"]
+    return SizeBudget(limit.resolve(high, low), low, high)
 
 
 @contextlib.contextmanager
@@ -159,25 +169,30 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def sensitivity_stage(cfg: AutoConfig, art: Artefacts, show_progress: bool) -> None:
-    from onnx_hawq.calibration.run import SensitivityConfig, run_sensitivity
+def sensitivity_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, show_progress: bool):
+    """The Hessian sensitivities of the prepared model on the calibration data; files written."""
+    from onnx_hawq.calibration.run import SensitivityConfig, sensitivity_of, write_sensitivity
 
+    scfg = SensitivityConfig(model=cfg.model, output=str(art.sensitivity), data=cfg.calib, loss=cfg.loss,
+                             batch_size=cfg.sens_batch_size, batches=cfg.sens_batches, hessian=cfg.hessian,
+                             plot=str(art.sensitivity_png), progress=show_progress)
     with torch_threads(cfg.threads):
-        run_sensitivity(SensitivityConfig(
-            model=cfg.model, output=str(art.sensitivity), data=cfg.calib, loss=cfg.loss,
-            batch_size=cfg.sens_batch_size, batches=cfg.sens_batches, hessian=cfg.hessian,
-            plot=str(art.sensitivity_png),
-            progress=show_progress))
+        sens = sensitivity_of(inp.prepared, scfg, inp.calib)
+    write_sensitivity(sens, scfg)
+    return sens
 
 
-def plan_stage(cfg: AutoConfig, art: Artefacts):
+def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
     """Solve the ILP under the size budget; write plan.json. Returns (PlanOutcome, SizeBudget)."""
-    from onnx_hawq.planning.instance import build_instance
+    from onnx_hawq.layers import find_layers
+    from onnx_hawq.planning.instance import instance_of
     from onnx_hawq.planning.planner import PlanOutcome, solve_limits, to_plan
 
     pcfg = PlanConfig(model=cfg.model, sensitivity=str(art.sensitivity), output=str(art.plan), bits=cfg.bits,
                       act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual)
-    inst = build_instance(pcfg)
+    layers = find_layers(inp.prepared)
+    sens.check_model(layers)
+    inst = instance_of(pcfg, inp.prepared, layers, sens)
     budget = size_budget(inst, cfg.max_size)
     limits = {"size": budget.bytes}
     sol = solve_limits(inst, limits, pcfg)
@@ -187,19 +202,27 @@ def plan_stage(cfg: AutoConfig, art: Artefacts):
     return PlanOutcome(plan, sol, limits), budget
 
 
-def quantize_stage(cfg: AutoConfig, art: Artefacts, show_progress: bool) -> dict:
-    from onnx_hawq.cli.quantize import QuantizeConfig, run_quantize
+def quantize_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, plan, progress: Callable | None):
+    """The quantized model (checked, saved) and its report (saved)."""
+    from onnx_hawq.calibration.ranges import CalibConfig
+    from onnx_hawq.model_io import save_model
+    from onnx_hawq.quantization import quantize_to_format
 
-    return run_quantize(QuantizeConfig(model=cfg.model, output=str(art.model), calib=cfg.calib, plan=str(art.plan),
-                                       report=str(art.quantize_report)), show_progress=show_progress)
+    model, report = quantize_to_format(inp.prepared, plan, inp.calib, CalibConfig(), progress=progress,
+                                       prepared=True)
+    report.update(model=cfg.model, output=str(art.model))
+    save_model(model, art.model)
+    atomic_write_json(art.quantize_report, report)
+    return model, report
 
 
-def validate_stage(cfg: AutoConfig, art: Artefacts, progress: Callable | None) -> Report:
-    from onnx_hawq.validate.run import ValidateConfig, run_validate
+def validate_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, quantized, progress: Callable | None) -> Report:
+    from onnx_hawq.validation.run import ValidateConfig, validate_models
 
     plot = str(art.layers_png) if cfg.options.layerwise else None
-    return run_validate(ValidateConfig(cfg.model, str(art.model), cfg.data, cfg.labels, cfg.options,
-                                       cfg.thresholds, str(art.validation), plot), progress)
+    vcfg = ValidateConfig(cfg.model, str(art.model), cfg.data, cfg.labels, cfg.options, cfg.thresholds,
+                          str(art.validation), plot)
+    return validate_models(vcfg, inp.model, quantized, inp.data, inp.labels, progress, inp.prepared)
 
 
 def _timed(seconds: dict[str, float], stage: str, fn, *args):
@@ -213,15 +236,14 @@ def _timed(seconds: dict[str, float], stage: str, fn, *args):
 def run_auto(cfg: AutoConfig, progress: Callable | None = None) -> AutoResult:
     """Run the four stages, timing each; write auto.json. The gate verdict is left to the caller."""
     art = prepare_folder(cfg)
+    inp = read_inputs(cfg)
+    Path(cfg.output).mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, progress is not None)
-    outcome, budget = _timed(seconds, "plan", plan_stage, cfg, art)
-    quantized = _timed(seconds, "quantize", quantize_stage, cfg, art, progress is not None)
-    report = _timed(seconds, "validate", validate_stage, cfg, art, progress)
-    counts: dict[str, int] = {}
-    for bits in outcome.plan.layers.values():
-        counts[bits.label()] = counts.get(bits.label(), 0) + 1
-    result = AutoResult(art, seconds, budget, outcome.summary(), counts, quantized, report)
+    sens = _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, inp, progress is not None)
+    outcome, budget = _timed(seconds, "plan", plan_stage, cfg, art, inp, sens)
+    model, qreport = _timed(seconds, "quantize", quantize_stage, cfg, art, inp, outcome.plan, progress)
+    report = _timed(seconds, "validate", validate_stage, cfg, art, inp, model, progress)
+    result = AutoResult(art, seconds, budget, outcome.summary(), outcome.plan.histogram(), qreport, report)
     atomic_write_json(art.summary, summary_dict(cfg, result))
     return result
 

@@ -19,11 +19,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from onnx_hawq.arith import schema
 from onnx_hawq.arith.ort_math import dequantize_linear, quantize_linear
 from onnx_hawq.report import node_meta
 
 log = logging.getLogger("onnx_hawq")
-QSUFFIX = "_quantized"
 MAX_LOCAL_NODES = 64  # a node plus its requantization chain
 
 
@@ -77,10 +77,10 @@ def _qmax(qname: str, producers: dict, inits: dict) -> int:
 
 
 def _quant_input(name: str, producers: dict, inits: dict) -> QuantInput | None:
-    if not name.endswith(QSUFFIX):
+    if schema.float_name(name) is None:
         return None
-    base = name[: -len(QSUFFIX)]
-    scale, zp = _scalar(inits, f"{base}_scale"), _scalar(inits, f"{base}_zero_point")
+    base = schema.float_name(name)
+    scale, zp = _scalar(inits, schema.scale_name(base)), _scalar(inits, schema.zero_point_name(base))
     if scale is None or zp is None:
         return None
     return QuantInput(name, base, float(scale), int(zp), _qmax(name, producers, inits))
@@ -107,8 +107,8 @@ def quant_tensors(model: onnx.ModelProto) -> list[QuantTensor]:
             out.append(QuantTensor(node.name, node.op_type, str(meta.get("layer", node.name)), bits_label(meta),
                                    tensor, tensor, 1.0, 0, _data_inputs(node, producers, inits), float_out=True))
             continue
-        qname = tensor + QSUFFIX
-        scale, zp = _scalar(inits, f"{tensor}_scale"), _scalar(inits, f"{tensor}_zero_point")
+        qname = schema.qname(tensor)
+        scale, zp = _scalar(inits, schema.scale_name(tensor)), _scalar(inits, schema.zero_point_name(tensor))
         if qname not in producers or scale is None or zp is None:
             log.warning("layer-wise: %s: no %s with a scale and zero point; skipped", node.name, qname)
             continue

@@ -66,7 +66,7 @@ def parse_threshold(text: str | None, option: str) -> float | None:
 
 def parse_backends(text: str) -> tuple[str, ...]:
     """'ort,reference' -> ('ort', 'reference'); unknown names are InputErrors."""
-    from onnx_hawq.validate.backends import BACKENDS
+    from onnx_hawq.validation.backends import BACKENDS
 
     names = tuple(dict.fromkeys(t.strip().lower() for t in text.split(",") if t.strip()))
     unknown = [n for n in names if n not in BACKENDS]

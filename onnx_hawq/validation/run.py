@@ -14,9 +14,9 @@ import numpy as np
 from onnx_hawq.config import JsonConfig, atomic_write_bytes, atomic_write_json
 from onnx_hawq.errors import InputError
 from onnx_hawq.model_io import check_output_path, load_data, load_model
-from onnx_hawq.validate.comparator import Comparator
-from onnx_hawq.validate.config import CompareOptions, Thresholds
-from onnx_hawq.validate.report import Report, evaluate
+from onnx_hawq.validation.comparator import Comparator
+from onnx_hawq.validation.config import CompareOptions, Thresholds
+from onnx_hawq.validation.report import Report, evaluate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,9 +70,15 @@ def run_validate(cfg: ValidateConfig, progress: Callable | None = None) -> Repor
     check_outputs(cfg)
     float_model, quant_model = load_model(cfg.float_model), load_model(cfg.quant_model)
     data = load_data(cfg.data, float_model)
-    check_inputs(float_model, quant_model, data)
     labels = load_labels_for(cfg, len(next(iter(data.values()))))
-    comparison = Comparator(float_model, quant_model, cfg.options).run(data, labels, progress)
+    return validate_models(cfg, float_model, quant_model, data, labels, progress)
+
+
+def validate_models(cfg: ValidateConfig, float_model, quant_model, data: dict, labels: np.ndarray | None,
+                    progress: Callable | None = None, prepared_float=None) -> Report:
+    """Compare models already in memory on `data`; evaluate and write the report as `cfg` says."""
+    check_inputs(float_model, quant_model, data)
+    comparison = Comparator(float_model, quant_model, cfg.options, prepared_float).run(data, labels, progress)
     inputs = {"float_model": cfg.float_model, "quant_model": cfg.quant_model, "data": cfg.data,
               "labels": cfg.labels, "options": cfg.options.to_dict(), "thresholds": cfg.thresholds.to_dict()}
     report = Report(comparison, evaluate(comparison, cfg.thresholds), inputs)
@@ -83,7 +89,7 @@ def run_validate(cfg: ValidateConfig, progress: Callable | None = None) -> Repor
 def write_outputs(cfg: ValidateConfig, report: Report) -> None:
     """The JSON report and the layer-wise plot, each atomically."""
     if cfg.plot is not None:
-        from onnx_hawq.validate.plot import layers_png
+        from onnx_hawq.validation.plot import layers_png
 
         atomic_write_bytes(cfg.plot, layers_png(list(report.comparison.layers)))
     if cfg.report is not None:
