@@ -172,8 +172,11 @@ def leaky_relu(a: Attrs, x):
 
 @op("Clip")
 def clip(a: Attrs, x, lo=None, hi=None):
-    lo = a.get("min") if lo is None else float(lo)
-    hi = a.get("max") if hi is None else float(hi)
+    """Clamp to [min, max] (attributes before opset 11, optional inputs after); min > max gives max."""
+    lo = a.get("min") if lo is None else lo.to(x.dtype)
+    hi = a.get("max") if hi is None else hi.to(x.dtype)
+    if lo is None and hi is None:
+        return x
     return torch.clamp(x, min=lo, max=hi)
 
 
