@@ -143,7 +143,7 @@ def slice_(a: Attrs, x, starts=None, ends=None, axes=None, steps=None):
         if st == 0:
             raise HawqError("Slice step 0 is invalid")
         s, e, _ = slice(s, e, st).indices(n) if st > 0 else _backward_bounds(s, e, n)
-        x = x.index_select(ax, torch.arange(s, e, st, dtype=torch.int64))
+        x = x.index_select(ax, torch.tensor(list(range(s, e, st)), dtype=torch.int64))
     return x
 
 
