@@ -177,3 +177,14 @@ def test_op_variants_match_ort(name):
     nodes, opset, *inits = OLD_OPSETS[name]
     model = model_of(nodes, [("x", [2, 2, 4, 5])], [o for o in nodes[-1].output], inits[0] if inits else (), opset)
     assert_same(model, {"x": w(2, 2, 4, 5)})
+
+
+@pytest.mark.parametrize("shape, kernel, attrs", [
+    ([2, 2, 9], [3, 2, 4], {"auto_pad": "SAME_LOWER", "strides": [2]}),
+    ([1, 2, 5, 4, 6], [2, 2, 3, 2, 3], {"auto_pad": "SAME_UPPER", "strides": [2, 1, 2]}),
+    ([1, 4, 5, 4, 6], [2, 2, 2, 3, 2], {"auto_pad": "VALID", "group": 2, "strides": [1, 2, 2]}),
+    ([1, 2, 4, 4, 5], [2, 1, 2, 2, 2], {"pads": [0, 1, 0, 1, 0, 2], "group": 2}),
+], ids=["conv1d_same_lower", "conv3d_same_upper", "conv3d_valid_group", "conv3d_asymmetric_pads"])
+def test_conv_1d_3d_auto_pad_match_ort(shape, kernel, attrs):
+    model = model_of([N("Conv", ["x", "k"], ["y"], **attrs)], [("x", shape)], ["y"], [("k", w(*kernel))], 11)
+    assert_same(model, {"x": w(*shape)})
