@@ -1,9 +1,11 @@
 """A small ONNX -> torch converter for computing Hessians of plain ONNX models.
 
 `OnnxModule` runs an ONNX graph's nodes in topological order with torch functions
-(`torch_ops.OPS`). Each quantizable layer's weight (`onnx_hawq.layers.find_layers`) is an
-``nn.Parameter`` reachable by layer name (`layer_parameters()`); every other initializer is a
-buffer. Unsupported ops are reported all at once, by name, when the module is built.
+(`torch_ops.OPS`, filled by torch_ops and the torch_{shape,nn,conv,reduce,resize,rnn}_ops modules
+imported below, all built from torch ops that autograd differentiates twice). Each quantizable
+layer's weight (`onnx_hawq.layers.find_layers`) is an ``nn.Parameter`` reachable by layer name
+(`layer_parameters()`); every other initializer is a buffer. Unsupported ops are reported all at
+once, in one line (sorted, with node counts), when the module is built.
 Imports torch at module import: import this module only where torch is needed.
 """
 

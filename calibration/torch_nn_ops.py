@@ -5,11 +5,12 @@ All are differentiable in their float inputs (explicit formulas, so double backw
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from onnx_hawq.calibration.torch_ops import Attrs, op
-from onnx_hawq.errors import HawqError
 
 
 def _zero(x):
@@ -135,7 +136,10 @@ def mean_variance_normalization(a: Attrs, x):
 
 @op("Hardmax")
 def hardmax(a: Attrs, x):
+    """One-hot of the first maximum along `axis` (opset 13+), or per row of the 2-D coercion before."""
     if a.opset < 13:
-        raise HawqError("Hardmax before opset 13 is not supported")
+        axis = a.get("axis", 1) % x.dim()
+        flat = x.reshape(int(math.prod(x.shape[:axis])), -1)
+        return F.one_hot(flat.argmax(1), flat.shape[1]).to(x.dtype).reshape(x.shape)
     axis = a.get("axis", -1)
     return F.one_hot(x.argmax(axis), x.shape[axis]).movedim(-1, axis).to(x.dtype)

@@ -158,6 +158,7 @@ OLD_OPSETS = {
                              [("p", np.int64([0, 0, 1, -1, 0, 0, 2, 1])), ("v", np.float32(1.5))]),
     "pad19_wrap_axes": ([N("Pad", ["x", "p", "", "ax"], ["y"], mode="wrap")], 19,
                         [("p", np.int64([2, 1, 1, 3])), ("ax", np.int64([-1, 1]))]),
+    "hardmax11_coerced_2d": ([N("Hardmax", ["x"], ["y"], axis=2)], 11),
     "split2_attr": ([N("Split", ["x"], ["y", "z"], axis=2, split=[1, 3])], 2),
     "slice1_attrs": ([N("Slice", ["x"], ["y"], starts=[1, -1], ends=[3, 0], axes=[1, 3])], 1),
     "slice13_negative_step": ([N("Slice", ["x", "s", "e", "a", "st"], ["y"])], 13,

@@ -36,10 +36,8 @@ SKIPS = {
     "test_top_k_uint64": "torch has no sort for uint64",
     "FLOAT8": "float8 tensors have no numpy->torch path (ml_dtypes)",
     "FLOAT4": "float4 tensors have no numpy->torch path (ml_dtypes)",
-    "test_averagepool_2d_pads": "AveragePool pads wider than half the kernel: existing pool op, not covered",
     "test_averagepool_2d_dilations": "AveragePool dilations: existing pool op, not covered",
     "test_averagepool_3d_dilations": "AveragePool dilations: existing pool op, not covered",
-    "test_maxpool_2d_pads": "MaxPool pads wider than half the kernel: existing pool op, not covered",
     "test_maxpool_with_argmax": "MaxPool Indices output: not supported",
     "training_mode": "BatchNormalization training mode (running-stat outputs): not supported",
 }
