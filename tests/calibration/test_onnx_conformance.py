@@ -74,3 +74,21 @@ def test_matches_onnx_node_case(name):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
         else:
             np.testing.assert_array_equal(got, want)
+
+
+def test_case_folder_reader_round_trips(tmp_path):
+    """The data/node folder layout (model.onnx, test_data_set_0/input_*.pb, output_*.pb) reads back exactly."""
+    import onnx
+    from onnx import numpy_helper
+
+    model, inputs, outputs = onnx_cases.load("test_lstm_defaults")
+    onnx.save(model, tmp_path / "model.onnx")
+    (tmp_path / "test_data_set_0").mkdir()
+    for kind, arrays in (("input", inputs), ("output", outputs)):
+        for i, arr in enumerate(arrays):
+            (tmp_path / "test_data_set_0" / f"{kind}_{i}.pb").write_bytes(
+                numpy_helper.from_array(arr).SerializeToString())
+    model2, inputs2, outputs2 = onnx_cases._from_dir(tmp_path)
+    assert model2.graph == model.graph
+    for a, b in zip(inputs + outputs, inputs2 + outputs2):
+        np.testing.assert_array_equal(a, b)
