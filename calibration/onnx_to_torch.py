@@ -1,14 +1,17 @@
 """A small ONNX -> torch converter for computing Hessians of plain ONNX models.
 
 `OnnxModule` runs an ONNX graph's nodes in topological order with torch functions
-(`torch_ops.OPS`). Each quantizable layer's weight (`onnx_hawq.layers.find_layers`) is an
-``nn.Parameter`` reachable by layer name (`layer_parameters()`); every other initializer is a
-buffer. Unsupported ops are reported all at once, by name, when the module is built.
+(`torch_ops.OPS`, filled by torch_ops and the torch_{shape,nn,conv,reduce,resize,rnn}_ops modules
+imported below, all built from torch ops that autograd differentiates twice). Each quantizable
+layer's weight (`onnx_hawq.layers.find_layers`) is an ``nn.Parameter`` reachable by layer name
+(`layer_parameters()`); every other initializer is a buffer. Unsupported ops are reported all at
+once, in one line (sorted, with node counts), when the module is built.
 Imports torch at module import: import this module only where torch is needed.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from typing import Callable
 
@@ -18,6 +21,11 @@ from onnx import helper, numpy_helper
 from torch import nn
 
 from onnx_hawq.calibration import torch_shape_ops  # noqa: F401  (registers the shape ops)
+from onnx_hawq.calibration import torch_nn_ops  # noqa: F401  (registers activations / norms)
+from onnx_hawq.calibration import torch_conv_ops  # noqa: F401  (registers ConvTranspose)
+from onnx_hawq.calibration import torch_reduce_ops  # noqa: F401  (registers Reduce*, index ops)
+from onnx_hawq.calibration import torch_resize_ops  # noqa: F401  (registers Resize / Upsample)
+from onnx_hawq.calibration import torch_rnn_ops  # noqa: F401  (registers LSTM / GRU / RNN)
 from onnx_hawq.calibration.torch_ops import OPS, Attrs
 from onnx_hawq.calibration.torch_shape_ops import tensor_from_numpy
 from onnx_hawq.errors import HawqError
@@ -50,11 +58,28 @@ def _attr_value(attr: onnx.AttributeProto):
     return value
 
 
+def _op_key(n: onnx.NodeProto) -> str:
+    return n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+
+
 def unsupported_ops(graph: onnx.GraphProto) -> list[str]:
-    """Op types (domain-qualified when not the default domain) the converter cannot run."""
-    bad = {n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
-           for n in graph.node if n.domain not in ("", "ai.onnx") or n.op_type not in OPS}
-    return sorted(bad)
+    """Op types (domain-qualified when not the default domain) the converter cannot run, sorted."""
+    return sorted(unsupported_op_counts(graph))
+
+
+def unsupported_op_counts(graph: onnx.GraphProto) -> dict[str, int]:
+    """Unsupported op type -> number of nodes using it."""
+    return dict(collections.Counter(_op_key(n) for n in graph.node
+                                    if n.domain not in ("", "ai.onnx") or n.op_type not in OPS))
+
+
+def unsupported_message(graph: onnx.GraphProto) -> str | None:
+    """One line naming every unsupported op (sorted, node count when > 1); None when all are supported."""
+    counts = unsupported_op_counts(graph)
+    if not counts:
+        return None
+    names = ", ".join(f"{k} (x{counts[k]})" if counts[k] > 1 else k for k in sorted(counts))
+    return f"cannot convert the model to torch: unsupported op(s) {names}"
 
 
 def topological_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
@@ -74,9 +99,9 @@ def topological_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
 
 def build_steps(model: onnx.ModelProto) -> list[Step]:
     """The model's nodes -> Steps; unsupported ops raise one HawqError naming them all."""
-    bad = unsupported_ops(model.graph)
-    if bad:
-        raise HawqError(f"cannot convert the model to torch: unsupported op(s) {', '.join(bad)}")
+    message = unsupported_message(model.graph)
+    if message:
+        raise HawqError(message)
     opset = default_opset(model)
     return [Step(OPS[n.op_type],
                  Attrs({a.name: _attr_value(a) for a in n.attribute}, opset, n.op_type, len(n.output)),

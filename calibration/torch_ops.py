@@ -64,11 +64,11 @@ def _spatial_pads(a: Attrs, x, kernel, strides, dilations) -> list[int]:
     return list(a.get("pads", [0] * (2 * n)))
 
 
-def _pad_args(pads: list[int], x, value: float = 0.0):
-    """[begins.., ends..] -> (x padded where asymmetric, symmetric padding tuple for the op)."""
+def _pad_args(pads: list[int], x, value: float = 0.0, limits=None):
+    """[begins.., ends..] -> (x padded where asymmetric or beyond `limits`, symmetric padding tuple for the op)."""
     n = len(pads) // 2
     begins, ends = pads[:n], pads[n:]
-    if begins == ends:
+    if begins == ends and (limits is None or all(b <= m for b, m in zip(begins, limits))):
         return x, tuple(begins)
     flat = [p for b, e in zip(reversed(begins), reversed(ends)) for p in (b, e)]
     return F.pad(x, flat, value=value), (0,) * n
@@ -95,10 +95,15 @@ def _pool_geometry(a: Attrs, x):
     return kernel, strides, dil, _spatial_pads(a, x, kernel, strides, dil)
 
 
+def _pool_pad_limits(kernel, dil) -> list[int]:
+    """The largest symmetric padding torch's pools accept: half the effective kernel."""
+    return [((k - 1) * d + 1) // 2 for k, d in zip(kernel, dil)]
+
+
 @op("MaxPool")
 def max_pool(a: Attrs, x):
     kernel, strides, dil, pads = _pool_geometry(a, x)
-    x, pad = _pad_args(pads, x, value=float("-inf"))
+    x, pad = _pad_args(pads, x, value=float("-inf"), limits=_pool_pad_limits(kernel, dil))
     return _MAXPOOL[len(kernel)](x, tuple(kernel), tuple(strides), pad, tuple(dil),
                                  ceil_mode=bool(a.get("ceil_mode", 0)))
 
@@ -111,10 +116,11 @@ def avg_pool(a: Attrs, x):
         raise HawqError("AveragePool with dilations is not supported")
     pool = functools.partial(_AVGPOOL[len(kernel)], kernel_size=tuple(kernel), stride=tuple(strides),
                              ceil_mode=bool(a.get("ceil_mode", 0)), count_include_pad=True)
-    padded, pad = _pad_args(pads, x)
+    limits = _pool_pad_limits(kernel, dil)
+    padded, pad = _pad_args(pads, x, limits=limits)
     if a.get("count_include_pad", 0):
         return pool(padded, padding=pad)
-    ones, _ = _pad_args(pads, torch.ones_like(x[:1, :1]))
+    ones, _ = _pad_args(pads, torch.ones_like(x[:1, :1]), limits=limits)
     return pool(padded, padding=pad) / pool(ones, padding=pad)
 
 
@@ -172,8 +178,11 @@ def leaky_relu(a: Attrs, x):
 
 @op("Clip")
 def clip(a: Attrs, x, lo=None, hi=None):
-    lo = a.get("min") if lo is None else float(lo)
-    hi = a.get("max") if hi is None else float(hi)
+    """Clamp to [min, max] (attributes before opset 11, optional inputs after); min > max gives max."""
+    lo = a.get("min") if lo is None else lo.to(x.dtype)
+    hi = a.get("max") if hi is None else hi.to(x.dtype)
+    if lo is None and hi is None:
+        return x
     return torch.clamp(x, min=lo, max=hi)
 
 

@@ -133,50 +133,62 @@ def cast(a: Attrs, x):
 
 @op("Slice")
 def slice_(a: Attrs, x, starts=None, ends=None, axes=None, steps=None):
+    """ONNX Slice (attributes before opset 10, inputs after; negative steps run backwards)."""
     starts = ints(starts) if starts is not None else list(a.get("starts"))
     ends = ints(ends) if ends is not None else list(a.get("ends"))
     axes = ints(axes) if axes is not None else list(a.get("axes", range(len(starts))))
     steps = ints(steps) if steps is not None else [1] * len(starts)
-    if any(s <= 0 for s in steps):
-        raise HawqError("Slice with non-positive steps is not supported")
-    index = [slice(None)] * x.dim()
     for s, e, ax, st in zip(starts, ends, axes, steps):
-        index[ax % x.dim()] = slice(s, e, st)
-    return x[tuple(index)]
+        ax, n = ax % x.dim(), x.shape[ax % x.dim()]
+        if st == 0:
+            raise HawqError("Slice step 0 is invalid")
+        s, e, _ = slice(s, e, st).indices(n) if st > 0 else _backward_bounds(s, e, n)
+        x = x.index_select(ax, torch.tensor(list(range(s, e, st)), dtype=torch.int64))
+    return x
+
+
+def _backward_bounds(start: int, end: int, n: int) -> tuple[int, int, int]:
+    """Clamp a negative-step slice's bounds as ONNX does (start in [0, n-1], end in [-1, n-1])."""
+    start = start + n if start < 0 else start
+    end = end + n if end < 0 else end
+    return min(max(start, 0), n - 1), min(max(end, -1), n - 1), -1
+
+
+def pad_index(mode: str, begin: int, end: int, n: int) -> torch.Tensor:
+    """Source indices along one axis for reflect / edge / wrap padding (negative pads crop)."""
+    i = torch.arange(-begin, n + end)
+    if mode == "edge":
+        return i.clamp(0, n - 1)
+    if mode == "wrap":
+        return i.remainder(n)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = i.remainder(period)
+    return torch.where(i >= n, period - i, i)
 
 
 @op("Pad")
 def pad(a: Attrs, x, pads=None, value=None, axes=None):
-    if axes is not None:
-        raise HawqError("Pad with an `axes` input is not supported")
-    pads = ints(pads) if pads is not None else list(a.get("pads"))
+    """ONNX Pad, every opset: constant / reflect / edge / wrap on any axes (the `axes` input too)."""
+    pads = ints(pads) if pads is not None else list(a.get("pads", a.get("paddings")))
     n = x.dim()
-    flat = [p for i in reversed(range(n)) for p in (pads[i], pads[i + n])]
-    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[a.get("mode", "constant")]
-    fill = float(value) if value is not None else a.get("value", 0.0)
+    axes = [d % n for d in ints(axes)] if axes is not None else list(range(n))
+    k = len(axes)
+    begin, end = [0] * n, [0] * n
+    for i, d in enumerate(axes):
+        begin[d], end[d] = pads[i], pads[i + k]
+    mode = a.get("mode", "constant")
     if mode == "constant":
-        return F.pad(x, flat, mode=mode, value=fill)
-    while len(flat) > 2 and flat[-2:] == [0, 0]:
-        flat = flat[:-2]  # torch pads only the trailing (spatial) axes in these modes
-    if len(flat) > 2 * (n - 2):
-        raise HawqError(f"Pad mode {a.get('mode')!r} on the batch or channel axis is not supported")
-    return F.pad(x, flat, mode=mode)
-
-
-def _reduce(fn):
-    def run(a: Attrs, x, axes=None):
-        dims = _axes(a, axes)
-        if not dims:
-            if a.get("noop_with_empty_axes", 0):
-                return x
-            dims = list(range(x.dim()))
-        return fn(x, dim=tuple(d % x.dim() for d in dims), keepdim=bool(a.get("keepdims", 1)))
-    return run
-
-
-op("ReduceMean")(_reduce(torch.mean))
-op("ReduceSum")(_reduce(torch.sum))
-op("ReduceMax")(_reduce(torch.amax))
+        fill = value.reshape(-1)[0].item() if value is not None and value.numel() else a.get("value", 0.0)
+        flat = [p for i in reversed(range(n)) for p in (begin[i], end[i])]
+        return F.pad(x, flat, mode="constant", value=fill)
+    if mode not in ("reflect", "edge", "wrap"):
+        raise HawqError(f"Pad mode {mode!r} is not supported")
+    for d in range(n):
+        if begin[d] or end[d]:
+            x = x.index_select(d, pad_index(mode, begin[d], end[d], x.shape[d]))
+    return x
 
 
 @op("Expand")
@@ -188,8 +200,55 @@ def expand(a: Attrs, x, shape):
 @op("Split")
 def split(a: Attrs, x, sizes=None):
     axis = a.get("axis", 0)
-    sizes = ints(sizes) if sizes is not None else a.get("split")
+    sizes = ints(sizes) if sizes is not None and sizes.numel() else a.get("split")
     if sizes is None:
         n = a.get("num_outputs") or a.n_outputs
-        sizes = [math.ceil(x.shape[axis] / n)] * n
+        part = math.ceil(x.shape[axis] / n)
+        sizes = [part] * (n - 1) + [x.shape[axis] - part * (n - 1)]
     return tuple(torch.split(x, list(sizes), dim=axis))
+
+
+@op("GatherND")
+def gather_nd(a: Attrs, data, indices):
+    """Gather slices of `data` addressed by the last axis of `indices` (with batch_dims leading axes)."""
+    bd = a.get("batch_dims", 0)
+    idx = indices.long()
+    k = idx.shape[-1]
+    lead = data.shape[bd:bd + k]
+    idx = torch.where(idx < 0, idx + torch.tensor(lead), idx)
+    batch = int(math.prod(data.shape[:bd]))
+    flat = data.reshape((batch, int(math.prod(lead))) + tuple(data.shape[bd + k:]))
+    strides = torch.tensor([int(math.prod(lead[i + 1:])) for i in range(k)], dtype=torch.int64)
+    lin = (idx * strides).sum(-1).reshape(batch, -1)
+    out = torch.stack([flat[b].index_select(0, lin[b]) for b in range(batch)])
+    return out.reshape(tuple(indices.shape[:-1]) + tuple(data.shape[bd + k:]))
+
+
+_SCATTER_REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
+
+
+@op("ScatterND")
+def scatter_nd(a: Attrs, data, indices, updates):
+    """Copy of `data` with slices at `indices` replaced (or combined by `reduction`) by `updates`."""
+    k = indices.shape[-1]
+    idx = indices.long().reshape(-1, k)
+    strides = torch.tensor([int(math.prod(data.shape[i + 1:k])) for i in range(k)], dtype=torch.int64)
+    flat = data.reshape((int(math.prod(data.shape[:k])), -1))
+    lin = (idx * strides).sum(-1)
+    ups = updates.reshape(idx.shape[0], -1)
+    red = a.get("reduction", "none")
+    lin = lin.reshape(-1, 1).expand_as(ups)
+    out = flat.scatter(0, lin, ups) if red == "none" else \
+        flat.scatter_reduce(0, lin, ups, _SCATTER_REDUCE[red])
+    return out.reshape(data.shape)
+
+
+@op("ScatterElements", "Scatter")
+def scatter_elements(a: Attrs, data, indices, updates):
+    axis = a.get("axis", 0) % data.dim()
+    idx = indices.long()
+    idx = torch.where(idx < 0, idx + data.shape[axis], idx)
+    red = a.get("reduction", "none")
+    if red == "none":
+        return data.scatter(axis, idx, updates)
+    return data.scatter_reduce(axis, idx, updates, _SCATTER_REDUCE[red])

@@ -156,12 +156,14 @@ def test_layer_weights_are_named_parameters_with_gradients():
 
 
 def test_unsupported_ops_are_named():
-    model = graph([N("Einsum", ["x"], ["a"], equation="ij...->ij..."), N("Relu", ["a"], ["b"]), N("Erf", ["b"], ["c"]),
-                   N("TopK", ["c", "k"], ["y", "i"])],
-                  [("x", [1, 3, 4, 4])], [("y", None)], [("k", np.int64([1]))])
-    assert unsupported_ops(model.graph) == ["Einsum", "TopK"]
-    with pytest.raises(HawqError, match=r"unsupported op\(s\) Einsum, TopK"):
+    nodes = [N("Loop", ["x"], ["a"]), N("Relu", ["a"], ["b"]), N("Erf", ["b"], ["c"]), N("Loop", ["c"], ["d"]),
+             N("FusedConv", ["d"], ["e"], domain="com.microsoft"), N("ImageDecoder", ["e"], ["y"])]
+    model = graph(nodes, [("x", [1, 3, 4, 4])], [("y", None)])
+    assert unsupported_ops(model.graph) == ["ImageDecoder", "Loop", "com.microsoft::FusedConv"]
+    with pytest.raises(HawqError) as err:
         to_torch(model)
+    assert str(err.value) == ("cannot convert the model to torch: unsupported op(s) "
+                              "ImageDecoder, Loop (x2), com.microsoft::FusedConv")
 
 
 def test_nodes_out_of_order_are_sorted():
