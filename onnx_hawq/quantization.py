@@ -149,6 +149,7 @@ class QuantizeConfig(JsonConfig):
     max_samples: int = 512
     report: str | None = None
     format: str = "qlinear"
+    pack: bool = True  # 2-4-bit weights as INT4 initializers
 
     def calib_config(self) -> CalibConfig:
         return CalibConfig(Method(self.method), self.percentile, max_samples=self.max_samples)
@@ -159,8 +160,9 @@ class QuantizeConfig(JsonConfig):
 
 def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarray], calib: CalibConfig,
                        fmt: str = "qlinear", progress: Callable | None = None,
-                       prepared: bool = False) -> tuple[onnx.ModelProto, dict]:
-    """The quantized model in format `fmt` (checked by onnx.checker and onnxruntime) and its report."""
+                       prepared: bool = False, pack: bool = True) -> tuple[onnx.ModelProto, dict]:
+    """The quantized model in format `fmt` (checked by onnx.checker and onnxruntime) and its report;
+    `pack` stores 2-4-bit weights as INT4 on disk."""
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     result = quantize_model(model, plan, data, calib, progress, prepared)
@@ -169,6 +171,10 @@ def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.nd
         from onnx_hawq.transforms.to_integer_form import to_integer_form
 
         out = to_integer_form(out)
+    if pack:
+        from onnx_hawq.transforms.pack_weights import pack_model
+
+        out, _ = pack_model(out)
     check_written(out)
     report = build_report(out)
     report.update(plan=plan.to_dict(), refused=result.refused, format=fmt)
@@ -185,7 +191,8 @@ def run_quantize(config: QuantizeConfig, progress: Callable | None = None) -> di
     plan = Plan.load(config.plan, "plan") if config.plan else uniform_plan(config.bits)
     model = load_model(config.model)
     data = load_data(config.calib, model, "calibration")
-    out, report = quantize_to_format(model, plan, data, config.calib_config(), config.format, progress)
+    out, report = quantize_to_format(model, plan, data, config.calib_config(), config.format, progress,
+                                     pack=config.pack)
     report.update(model=config.model, output=config.output)
     save_model(out, config.output)
     atomic_write_json(config.report_path(), report)

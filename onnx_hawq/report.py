@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import onnx
 
+import numpy as np
+
 from onnx_hawq.arith import schema
+from onnx_hawq.arith.signatures import SIGNATURES, slots_of
 from onnx_hawq.errors import InputError
 
 KIND, VERSION = "onnx-hawq-report", 1
@@ -74,16 +77,17 @@ def build_report(model: onnx.ModelProto) -> dict:
     """Per-layer and per-node rows plus totals, from a model onnx-hawq produced."""
     layers, nodes, float_ops = [], [], []
     floats = float_tensors(model)
+    disk = _disk_bytes(model)
     for node in model.graph.node:
         meta = node_meta(node)
-        if meta.get("role") == "dequantize":  # Cast/Mul after a float-output layer
+        if meta.get("role") in ("dequantize", "unpack"):  # Cast/Mul after a float-output layer, INT4 widening
             continue
         if not meta:
             if node.op_type != "DequantizeLinear" and any(o in floats for o in node.output):
                 float_ops.append(node.op_type)
             continue
         if "w_bits" in meta:
-            layers.append(_layer_row(node, meta))
+            layers.append({**_layer_row(node, meta), "disk_bytes": disk(node)})
         else:
             nodes.append({"node": node.name, "op": node.op_type, "a_bits_out": meta.get("a_bits_out"),
                           "dyadic": meta.get("dyadic")})
@@ -91,11 +95,40 @@ def build_report(model: onnx.ModelProto) -> dict:
         raise InputError("model has no onnx-hawq metadata (was it produced by `onnx-hawq quantize`?)")
     size = sum(r["size_bytes"] for r in layers)
     params = sum(r["params"] for r in layers)
-    totals = {"layers": len(layers), "size_bytes": size, "fp32_size_bytes": 4 * params,
+    totals = {"layers": len(layers), "size_bytes": size, "disk_bytes": sum(r["disk_bytes"] for r in layers),
+              "fp32_size_bytes": 4 * params,
               "compression": round(4 * params / size, 3) if size else None,
               "all_exact": all(bool(r["exact"]) for r in layers if r["exact"] is not None)}
     return {"kind": KIND, "version": VERSION, "layers": layers, "nodes": nodes, "totals": totals,
             "float_ops": sorted(set(float_ops))}
+
+
+WEIGHT_SLOTS = ("w", "w_scale", "w_zp", "bias")
+
+
+def _disk_bytes(model: onnx.ModelProto):
+    """node -> bytes its weight-side initializers take in the file (INT4 packed two a byte),
+    following an unpacking Cast to its packed initializer."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    casts = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast" and n.input}
+
+    def size(name: str) -> int:
+        init = inits.get(casts.get(name, name))
+        if init is None:
+            return 0
+        count = int(np.prod(init.dims)) if init.dims else 1
+        if init.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
+            return (count + 1) // 2
+        return numpy_helper.to_array(init).nbytes
+
+    def node_bytes(node: onnx.NodeProto) -> int:
+        if node.op_type not in SIGNATURES:
+            return 0
+        return sum(size(t) for slot, t in slots_of(node).items() if slot in WEIGHT_SLOTS)
+
+    return node_bytes
 
 
 def _exact_label(exact) -> str:
@@ -104,14 +137,17 @@ def _exact_label(exact) -> str:
 
 def format_table(report: dict) -> str:
     """A plain-text table of the layers and the totals."""
-    head = f"{'layer':<32} {'op':<13} {'w':>2} {'a_in':>4} {'form':<16} {'exact':<5} {'bytes':>9}"
+    head = (f"{'layer':<32} {'op':<13} {'w':>2} {'a_in':>4} {'form':<16} {'exact':<5} {'bytes':>9} "
+            f"{'on disk':>9}")
     lines = [head, "-" * len(head)]
     for r in report["layers"]:
         lines.append(f"{r['layer'][:32]:<32} {r['op']:<13} {r['w_bits']:>2} {str(r['a_bits_in']):>4} "
-                     f"{str(r['form']):<16} {_exact_label(r['exact']):<5} {r['size_bytes']:>9}")
+                     f"{str(r['form']):<16} {_exact_label(r['exact']):<5} {r['size_bytes']:>9} "
+                     f"{r.get('disk_bytes', '-'):>9}")
     t = report["totals"]
     lines.append("-" * len(head))
-    lines.append(f"{t['layers']} layers, {t['size_bytes']} bytes (fp32 {t['fp32_size_bytes']}, "
+    lines.append(f"{t['layers']} layers, {t['size_bytes']} bytes planned, {t.get('disk_bytes', '-')} on disk "
+                 f"(fp32 {t['fp32_size_bytes']}, "
                  f"{t['compression']}x smaller), all requantizations exact: {t['all_exact']}"
                  + (" ('float': layer output stays float, no requantization)"
                     if any(r["exact"] is None for r in report["layers"]) else ""))

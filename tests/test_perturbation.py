@@ -68,8 +68,10 @@ def test_size_and_bops_of_a_known_layer(prepared):
     _, layers = prepared
     conv1 = layers[0]  # 16x1x3x3 with bias, 9,216 MACs
     assert conv1.weight_shape == (16, 1, 3, 3) and conv1.bias
-    assert size_bytes(conv1, 4) == 144 * 4 // 8 + 16 * 4 + 16 * 4
-    assert size_bytes(conv1, 3) == math.ceil(144 * 3 / 8) + 128
+    per_channel = 16 * (4 + 1 + 4)  # float32 scale, int8 zero point, int32 bias
+    assert size_bytes(conv1, 4) == 144 * 4 // 8 + per_channel
+    assert size_bytes(conv1, 3) == size_bytes(conv1, 4)  # 2-4-bit weights are stored as INT4
+    assert size_bytes(conv1, 6) == 144 + per_channel  # 5-7-bit weights in int8 containers
     assert bops(conv1, 4, 8) == 9216 * 32
 
 

@@ -102,7 +102,7 @@ def test_infeasible_limit_is_one_line_with_smallest_value(tmp_path, sens, capsys
                          "-o", str(out))
     assert code == 2 and not out.exists()
     assert err.startswith("error: limits cannot be met") and len(err.splitlines()) == 1
-    assert "--max-size is 5 KB, smallest achievable 10.94 KB" in err
+    assert "--max-size is 5 KB, smallest achievable 11.09 KB" in err
     assert "--max-bops is 17.08 MBOPs, smallest achievable 17.08 MBOPs" in err
 
 

@@ -79,7 +79,7 @@ def layer_replacement(ctx: QuantContext, qn: QNode, op_type: str, attributes=(),
     row = node_record(ctx, node, qn, w_bits=w_bits, a_bits_in=ctx.params[qn.inputs[0]].bits,
                       form=weight_form_label(ctx, qn), dyadic=dyadics(lw.multipliers),
                       exact=bool(lw.exact.all()), relu=qn.fused is not None, params=int(lw.q.size),
-                      size_bytes=layer_size_bytes(lw.q.size, len(lw.scales), w_bits, bool(qn.layer.bias)),
+                      size_bytes=layer_size_bytes(lw.q.size, len(lw.scales), w_bits, "bias" in slots),
                       w_scale_range=[float(lw.scales.min()), float(lw.scales.max())])
     return Replacement(remove=removed(qn), add=[node, *floor, *clip],
                        constants={**consts, **clip_consts, **floor_consts}, records=[row])

@@ -87,7 +87,13 @@ def activation_params(lo: float, hi: float, bits: int) -> TensorQ:
     return TensorQ(float(scale), zp, bits)
 
 
+def storage_bits(w_bits: int) -> int:
+    """Bits a weight takes on disk: 2-4-bit weights are packed as INT4, wider ones kept in int8."""
+    return 4 if w_bits <= 4 else 8
+
+
 def layer_size_bytes(params: int, channels: int, w_bits: int, bias: bool) -> int:
-    """The size model shared by the planner and the rewrite: weights at w_bits, a float32 scale
-    per output channel and an int32 bias per channel when the layer has one."""
-    return int(np.ceil(params * w_bits / 8)) + 4 * channels + (4 * channels if bias else 0)
+    """The size model shared by the planner and the rewrite, counting what is written: the weights
+    in their storage type, a float32 scale and an int8 zero point per output channel, and an int32
+    bias per channel when the layer has one."""
+    return int(np.ceil(params * storage_bits(w_bits) / 8)) + 5 * channels + (4 * channels if bias else 0)

@@ -71,6 +71,9 @@ def import_onnx(model: onnx.ModelProto, shapes: dict[str, list] | None = None):
     """The Relax IRModule of `model`; unsupported ops or parameters are one-line InputErrors."""
     from tvm.relax.frontend.onnx import from_onnx
 
+    from onnx_hawq.transforms.pack_weights import unpack_int4
+
+    model = unpack_int4(model)  # TVM's importer cannot read INT4 initializers
     check_supported(model)
     token = INPUT_RANGES.set(node_input_ranges(model))
     try:

@@ -32,7 +32,7 @@ def candidate_choices(bits, act_bits) -> tuple[LayerBits, ...]:
 
 def size_bytes(layer: Layer, w_bits: int) -> int:
     """Bytes the rewrite stores for `layer` at `w_bits`: packed weights, scales and bias."""
-    return layer_size_bytes(layer.params, layer.out_channels, w_bits, bool(layer.bias))
+    return layer_size_bytes(layer.params, layer.out_channels, w_bits, layer.op_type in ("Conv", "Gemm"))
 
 
 def bops(layer: Layer, w_bits: int, a_bits: int) -> int:

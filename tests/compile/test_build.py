@@ -1,6 +1,7 @@
 """Targets and the run_tvm / tvm_backend entry points."""
 
 import numpy as np
+import onnx
 import pytest
 
 from onnx_hawq.ort import expose
@@ -60,3 +61,28 @@ def test_shape_values_come_back_as_int64_arrays():
     want = run_ort(expose(model, ["s", "n"]), x, ["s", "n", "y"])
     for g, w in zip(got, want):
         assert g.dtype == w.dtype and np.array_equal(g, w)
+
+
+def test_packed_int4_weights_import_and_match_onnxruntime(tmp_path):
+    """TVM's importer cannot read INT4 initializers; the import shim unpacks them (bit for bit)."""
+    import numpy as np
+
+    from onnx_hawq.compiler import build as tb
+    from onnx_hawq.compiler.frontend import import_onnx
+    from onnx_hawq.model_io import load_data, load_model
+    from onnx_hawq.ort import session
+    from onnx_hawq.plans import uniform_plan
+    from onnx_hawq.quantization import quantize_to_format
+    from onnx_hawq.calibration.ranges import CalibConfig
+    from tests.helpers import SAMPLE
+
+    model = load_model(SAMPLE / "digits_resnet.onnx")
+    data = {k: v[:8] for k, v in load_data(SAMPLE / "digits_calib.npz", model).items()}
+    quant, _ = quantize_to_format(model, uniform_plan("w4a8"), data, CalibConfig())
+    assert any(t.data_type == onnx.TensorProto.INT4 for t in quant.graph.initializer)
+    target = tb.parse_target("llvm")
+    tb.export(tb.build(import_onnx(quant), target), tmp_path / "q.so")
+    vm = tb.load(tmp_path / "q.so", target)
+    got = tb.run_vm(vm, quant, data, tb.device_of(target))
+    want = session(quant).run(None, data)
+    np.testing.assert_array_equal(got[0], want[0])
