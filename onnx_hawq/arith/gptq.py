@@ -77,32 +77,45 @@ def _inverse_factors(h, k: int, damp: float) -> tuple[list[tuple[int, int, np.nd
         idx = np.flatnonzero(dead[a:b])
         m[idx, idx] = 1.0
         m[np.diag_indices_from(m)] += lam
-        try:
-            lower_inv = np.linalg.inv(np.linalg.cholesky(m))
-            factors.append((a, b, np.linalg.cholesky(lower_inv.T @ lower_inv).T))
+        try:  # J H J = L L^T with J the reversal  =>  H^-1 = U^T U for the upper U = J L^-1 J
+            lower = np.linalg.cholesky(m[::-1, ::-1])
+            factors.append((a, b, np.ascontiguousarray(_lower_inverse(lower)[::-1, ::-1])))
         except np.linalg.LinAlgError:
             raise HawqError(f"calibration Hessian is not positive definite (damp={damp}); raise damp") from None
     return factors, dead
 
 
+def _lower_inverse(lower: np.ndarray) -> np.ndarray:
+    """Inverse of a lower-triangular matrix by 2x2 block recursion (matmul-bound, ~n^3/3 flops)."""
+    n = len(lower)
+    if n <= 128:
+        return np.tril(np.linalg.inv(lower))
+    m = n // 2
+    a, d = _lower_inverse(lower[:m, :m]), _lower_inverse(lower[m:, m:])
+    out = np.zeros_like(lower)
+    out[:m, :m], out[m:, m:] = a, d
+    out[m:, :m] = -(d @ (lower[m:, :m] @ a))
+    return out
+
+
 def _gptq_rows(w: np.ndarray, u: np.ndarray, scales: np.ndarray, qmax: int, block: int) -> np.ndarray:
     """GPTQ on one diagonal block: quantize columns in order, spreading each column's error over the
     later columns through the rows of U; later blocks get the accumulated update lazily."""
-    w = w.copy()
-    k = w.shape[1]
-    codes = np.zeros(w.shape, dtype=np.int8)
+    wt = np.ascontiguousarray(w.T)  # (k, out): a column of w is a contiguous row here
+    k = len(wt)
+    codes = np.zeros(wt.shape, dtype=np.int8)
     inv_s = 1.0 / scales
     for i1 in range(0, k, block):
         i2 = min(i1 + block, k)
-        w1, u1 = w[:, i1:i2], u[i1:i2, i1:i2]
+        w1, u1 = wt[i1:i2], u[i1:i2, i1:i2]
         err1 = np.zeros_like(w1)
         for i in range(i2 - i1):
-            q = np.clip(np.rint(w1[:, i] * inv_s), -qmax, qmax)
-            codes[:, i1 + i] = q
-            err = (w1[:, i] - q * scales) / u1[i, i]
-            w1[:, i:] -= np.outer(err, u1[i, i:])
-            err1[:, i] = err
-        w[:, i2:] -= err1 @ u[i1:i2, i2:]
+            q = np.clip(np.rint(w1[i] * inv_s), -qmax, qmax)
+            codes[i1 + i] = q
+            err1[i] = (w1[i] - q * scales) / u1[i, i]
+            w1[i:] -= np.outer(u1[i, i:], err1[i])
+        wt[i2:] -= u[i1:i2, i2:].T @ err1
+    return codes.T
     return codes
 
 
