@@ -31,6 +31,8 @@ def _blocks(h, k: int) -> list[tuple[int, int, np.ndarray]]:
         m = np.asarray(m, dtype=np.float64)
         if m.ndim != 2 or m.shape[0] != m.shape[1]:
             raise InputError(f"Hessian block must be square 2-D, got shape {m.shape}")
+        if not np.isfinite(m).all():
+            raise InputError("Hessian has non-finite entries (NaN/inf in the calibration activations?)")
         out.append((start, start + m.shape[0], m))
         start += m.shape[0]
     if start != k:
@@ -130,11 +132,16 @@ def gptq_codes(w: np.ndarray, h, scales: np.ndarray, qmax: int, damp: float = 0.
     w, scales = _check(w, scales, qmax)
     if block < 1:
         raise InputError(f"block must be >= 1, got {block}")
-    factors, dead = _inverse_factors(h, w.shape[1], damp)
+    return _gptq_factored(w, _inverse_factors(h, w.shape[1], damp), scales, int(qmax), block)
+
+
+def _gptq_factored(w: np.ndarray, prepared, scales: np.ndarray, qmax: int, block: int) -> np.ndarray:
+    """gptq_codes given _inverse_factors' (factors, dead): zero dead columns, round block by block."""
+    factors, dead = prepared
     w = np.where(dead[None, :], 0.0, w)
     codes = np.zeros(w.shape, dtype=np.int8)
     for a, b, u in factors:
-        codes[:, a:b] = _gptq_rows(w[:, a:b], u, scales, int(qmax), block)
+        codes[:, a:b] = _gptq_rows(w[:, a:b], u, scales, qmax, block)
     return codes
 
 
@@ -145,7 +152,7 @@ def search_scales(w: np.ndarray, h, qmax: int, grid: Sequence[float] = DEFAULT_G
 
     rounding="nearest" (default) scores each candidate with round-to-nearest codes: one
     out*k*k product per grid point. rounding="gptq" scores it with GPTQ codes instead (one GPTQ run
-    per grid point, rows at once; ~len(grid) times the cost of gptq_codes).
+    per grid point, rows at once, the Hessian factored once; ~len(grid) times gptq_codes' loop).
     """
     w = np.asarray(w, dtype=np.float64)
     ratios = np.asarray(grid, dtype=np.float64)
@@ -154,11 +161,12 @@ def search_scales(w: np.ndarray, h, qmax: int, grid: Sequence[float] = DEFAULT_G
     if rounding not in ("nearest", "gptq"):
         raise InputError(f"rounding must be 'nearest' or 'gptq', got {rounding!r}")
     base = channel_scales(w, int(qmax))
+    prepared = _inverse_factors(h, w.shape[1], damp) if rounding == "gptq" else None
     best_err = np.full(w.shape[0], np.inf)
     best = base.copy()
     for r in ratios:
         s = base * r
-        codes = nearest_codes(w, s, qmax) if rounding == "nearest" else gptq_codes(w, h, s, qmax, damp)
+        codes = nearest_codes(w, s, qmax) if prepared is None else _gptq_factored(w, prepared, s, int(qmax), 128)
         err = output_error(w, codes, s, h)
         better = err < best_err
         best_err = np.where(better, err, best_err)

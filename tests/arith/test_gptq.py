@@ -20,7 +20,7 @@ def hess(x: np.ndarray) -> np.ndarray:
 
 
 def obq_reference(w, h, scales, qmax, damp):
-    """OBQ with the fixed column order, in plain loops: quantize column j, move the remaining
+    """OBQ with the fixed column order, one column at a time: quantize column j, move the remaining
     weights by -err * Hinv[:, j] / Hinv[j, j], then eliminate j from the inverse Hessian."""
     w, h = w.astype(np.float64).copy(), h.astype(np.float64).copy()
     out, k = w.shape
@@ -35,13 +35,13 @@ def obq_reference(w, h, scales, qmax, damp):
             q = min(max(round(row[j] / scales[r]), -qmax), qmax)
             codes[r, j] = q
             e = (row[j] - q * scales[r]) / hinv[j, j]
-            for t in range(j + 1, k):
-                row[t] -= e * hinv[t, j]
+            row[j + 1:] -= e * hinv[j + 1:, j]
             hinv = hinv - np.outer(hinv[:, j], hinv[j, :]) / hinv[j, j]
     return codes
 
 
-@pytest.mark.parametrize("shape,bits,block", [((4, 8), 4, 128), ((3, 6), 2, 1), ((4, 8), 3, 3), ((2, 7), 8, 2)])
+@pytest.mark.parametrize("shape,bits,block", [((4, 8), 4, 128), ((3, 6), 2, 1), ((4, 8), 3, 3), ((2, 7), 8, 2),
+                                              ((2, 300), 4, 128)])  # k > 128: the recursive inverse
 def test_gptq_equals_obq_reference(shape, bits, block):
     rng = np.random.default_rng(sum(shape) + bits)
     w = rng.normal(size=shape)
