@@ -6,7 +6,7 @@ input flattened over its leading dims. Memory stays bounded two ways:
 
 * rows: a batch that yields more than ``max_rows`` rows keeps a uniform random subset of
   ``max_rows`` of them (seeded ``numpy.random.default_rng(seed)``, drawn anew per batch), and only
-  those patches are ever materialized;
+  those patches are ever materialized, in chunks of ``CHUNK_VALUES`` values;
 * columns: a layer with k > ``max_k`` input columns keeps H block-diagonal over consecutive column
   blocks of ``max_k`` (k * max_k * 8 bytes per group instead of k^2 * 8), dropping correlations
   across blocks; GPTQ then rounds each block independently (``onnx_hawq.arith.gptq`` accepts the
@@ -22,6 +22,8 @@ import onnx
 
 from onnx_hawq.errors import InputError
 from onnx_hawq.arith import gptq
+
+CHUNK_VALUES = 1 << 22  # X values (float64: 32 MB) materialized at once while accumulating
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +87,9 @@ def _conv_pads(spec: GramSpec, spatial: tuple[int, ...]) -> list[tuple[int, int]
     return out
 
 
-def _conv_rows(spec: GramSpec, x: np.ndarray, rng) -> tuple[np.ndarray, int]:
-    """im2col of x (N, C, *spatial) as (rows, groups, k), rows subsampled to max_rows; and the
-    number of rows before subsampling."""
+def _conv_source(spec: GramSpec, x: np.ndarray):
+    """(take, positions) for im2col of x (N, C, *spatial): take(flat indices into positions)
+    materializes only those patches as (rows, groups, k)."""
     nd = len(spec.kernel)
     if x.ndim != nd + 2 or x.shape[1] != spec.in_channels:
         raise InputError(f"Conv input must be (N, {spec.in_channels}, {nd} spatial dims), got {x.shape}")
@@ -101,10 +103,12 @@ def _conv_rows(spec: GramSpec, x: np.ndarray, rng) -> tuple[np.ndarray, int]:
     win = win[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
               + tuple(slice(None, None, d) for d in dil)]  # (N, C, *out, *kernel), a view
     positions = (x.shape[0],) + win.shape[2:2 + nd]
-    pick = _pick(int(np.prod(positions)), spec.max_rows, rng)
-    idx = np.unravel_index(pick, positions)
-    patches = win[(idx[0], slice(None)) + tuple(idx[1:])]  # (rows, C, *kernel)
-    return patches.reshape(len(pick), spec.groups, spec.k), int(np.prod(positions))
+
+    def take(flat: np.ndarray) -> np.ndarray:
+        idx = np.unravel_index(flat, positions)
+        patches = win[(idx[0], slice(None)) + tuple(idx[1:])]  # (rows, C, *kernel)
+        return patches.reshape(len(flat), spec.groups, spec.k)
+    return take, int(np.prod(positions))
 
 
 def _pick(n: int, cap: int, rng) -> np.ndarray:
@@ -112,21 +116,27 @@ def _pick(n: int, cap: int, rng) -> np.ndarray:
     return np.arange(n) if n <= cap else np.sort(rng.choice(n, size=cap, replace=False))
 
 
-def input_rows(spec: GramSpec, x: np.ndarray, rng=None) -> tuple[np.ndarray, int]:
-    """The X rows (rows, groups, k) one activation batch contributes, subsampled to max_rows,
-    and how many rows the batch had before subsampling."""
-    rng = rng if rng is not None else np.random.default_rng(spec.seed)
+def _row_source(spec: GramSpec, x: np.ndarray):
+    """(take, total): take(indices) gives those X rows of batch x as (rows, groups, k)."""
     x = np.asarray(x)
     if spec.op_type == "Conv":
-        return _conv_rows(spec, x, rng)
+        return _conv_source(spec, x)
     if spec.op_type == "Gemm":
         if x.ndim != 2:
             raise InputError(f"Gemm input must be 2-D, got {x.shape}")
         x = x.T if spec.trans_a else x
-    if x.shape[-1] != spec.in_channels:
-        raise InputError(f"{spec.op_type} input has {x.shape[-1]} features, weight expects {spec.in_channels}")
+    if x.ndim == 0 or x.shape[-1] != spec.in_channels:
+        raise InputError(f"{spec.op_type} input {x.shape} does not end in {spec.in_channels} features")
     rows = x.reshape(-1, spec.in_channels)
-    return rows[_pick(len(rows), spec.max_rows, rng)][:, None, :], len(rows)
+    return (lambda idx: rows[idx][:, None, :]), len(rows)
+
+
+def input_rows(spec: GramSpec, x: np.ndarray, rng=None) -> tuple[np.ndarray, int]:
+    """The X rows (rows, groups, k) one activation batch contributes, subsampled to max_rows,
+    and how many rows the batch had before subsampling."""
+    rng = rng if rng is not None else np.random.default_rng(spec.seed)
+    take, total = _row_source(spec, x)
+    return take(_pick(total, spec.max_rows, rng)), total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,15 +177,17 @@ class GramAccumulator:
 
     def add(self, x: np.ndarray) -> None:
         """Accumulate one batch of the layer's input activation (the tensor the node reads)."""
-        rows, total = input_rows(self.spec, x, self._rng)
-        rows = rows.astype(np.float64)
-        self._subsampled |= len(rows) < total
-        xg = rows.transpose(1, 0, 2)  # (groups, rows, k)
-        for (a, b), s in zip(self._bounds, self._sums):
-            part = xg[:, :, a:b]
-            s += np.matmul(part.transpose(0, 2, 1), part)
-        self._col += xg.sum(axis=1)
-        self._rows += len(rows)
+        take, total = _row_source(self.spec, x)
+        picked = _pick(total, self.spec.max_rows, self._rng)
+        self._subsampled |= len(picked) < total
+        step = max(1, CHUNK_VALUES // (self.spec.groups * self.spec.k))
+        for start in range(0, len(picked), step):  # materialize at most CHUNK_VALUES floats at once
+            xg = take(picked[start:start + step]).astype(np.float64).transpose(1, 0, 2)  # (groups, rows, k)
+            for (a, b), s in zip(self._bounds, self._sums):
+                part = xg[:, :, a:b]
+                s += np.matmul(part.transpose(0, 2, 1), part)
+            self._col += xg.sum(axis=1)
+        self._rows += len(picked)
 
     def stats(self) -> GramStats:
         """H = 2 X^T X / n per group and block, and the mean row; needs at least one row."""

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from calibration import gram
+from onnx_hawq.calibration import gram
 from onnx_hawq.arith import gptq
 from onnx_hawq.arith.quantizer import channel_scales, quantize_weight, weight_qmax
 from onnx_hawq.errors import InputError
@@ -214,3 +214,16 @@ def test_bad_specs_and_inputs():
         gram.input_rows(spec, x[:, :2])
     with pytest.raises(InputError):
         gram.weight_rows(w[:, :2], spec)
+
+
+def test_chunked_accumulation_equals_whole(monkeypatch):
+    spec, x, _ = conv_case("grouped", n=4)
+    whole = gram.GramAccumulator(spec)
+    whole.add(x)
+    monkeypatch.setattr(gram, "CHUNK_VALUES", 2 * spec.groups * spec.k + 1)  # 2 rows per chunk
+    chunked = gram.GramAccumulator(spec)
+    chunked.add(x)
+    a, b = whole.stats(), chunked.stats()
+    assert a.rows == b.rows
+    np.testing.assert_allclose(a.blocks[0], b.blocks[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12, atol=1e-12)
