@@ -189,13 +189,16 @@ def best_codes(w: np.ndarray, h, candidates: Sequence[tuple[np.ndarray, np.ndarr
 
 def optimized_codes(w: np.ndarray, h, qmax: int, damp: float = 0.01, block: int = 128,
                     grid: Sequence[float] = DEFAULT_GRID) -> tuple[np.ndarray, np.ndarray]:
-    """Scale search + GPTQ, never worse per row than nearest rounding at channel_scales:
-    returns the best of {nearest at max-scales, nearest at searched scales, GPTQ at searched scales}."""
-    base = channel_scales(np.asarray(w), int(qmax))
-    searched = search_scales(w, h, qmax, grid)
-    return best_codes(w, h, [(nearest_codes(w, base, qmax), base),
-                             (nearest_codes(w, searched, qmax), searched),
-                             (gptq_codes(w, h, searched, qmax, damp, block), searched)])
+    """Scale search + GPTQ, never worse per row than nearest rounding at channel_scales: per row the
+    best of nearest and GPTQ rounding at the max-scales and at the searched scales."""
+    w = np.asarray(w, dtype=np.float64)
+    if block < 1:
+        raise InputError(f"block must be >= 1, got {block}")
+    prepared = _inverse_factors(h, w.shape[1], damp)
+    cands = []
+    for s in (channel_scales(w, int(qmax)), search_scales(w, h, qmax, grid)):
+        cands += [(nearest_codes(w, s, qmax), s), (_gptq_factored(w, prepared, s, int(qmax), block), s)]
+    return best_codes(w, h, cands)
 
 
 def bias_correction(w: np.ndarray, codes: np.ndarray, scales: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
