@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import types
 from pathlib import Path
 from typing import Callable
 
@@ -15,9 +16,10 @@ import onnx
 from onnx import helper
 
 from onnx_hawq.arith import schema
-from onnx_hawq.arith.quantizer import TensorQ, activation_params
+from onnx_hawq.arith.quantizer import TensorQ, activation_params, weight_qmax
 from onnx_hawq.arith.signatures import MS
 from onnx_hawq.calibration.ranges import CalibConfig, Method, collect_ranges
+from onnx_hawq.calibration.rounding import Rounding, RoundingConfig, parse_rounding, round_layers
 from onnx_hawq.config import JsonConfig, atomic_write_json
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers, inferred_shapes
@@ -51,9 +53,10 @@ class QuantizeResult:
 
 
 def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarray],
-                   calib: CalibConfig = CalibConfig(), progress=None, prepared: bool = False) -> QuantizeResult:
+                   calib: CalibConfig = CalibConfig(), progress=None, prepared: bool = False,
+                   rounding: RoundingConfig = RoundingConfig()) -> QuantizeResult:
     """Return the integer form of `model` for `plan`, calibrated on `data` (`prepared`: the model
-    already went through `prepare_model`)."""
+    already went through `prepare_model`); weights rounded as `rounding` says."""
     prepared = _copy(model) if prepared else prepare_model(model)
     shapes = inferred_shapes(prepared)
     layers = find_layers(prepared, shapes)
@@ -70,6 +73,8 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     weights = [l.weight for l in layers]
     ctx = QuantContext.of(graph.consts, params, bits, ann.qnodes, spatial=spatial, exact=exact,
                           shared_weights=frozenset(w for w in weights if weights.count(w) > 1))
+    ctx = with_rounding(ctx, ann, prepared, layers, data, dataclasses.replace(
+        rounding, batch_size=batch or rounding.batch_size), progress)
     outcome = apply_rules(graph, [m.rule(ctx) for m in RULES], prune=False)
     for r in outcome.refused:
         log.info("kept %s float: %s", r.node, r.reason)
@@ -77,6 +82,20 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     _finish(graph)
     return QuantizeResult(graph.model, list(outcome.records), ann.float_ops,
                           [r.to_dict() for r in outcome.refused], layers)
+
+
+def with_rounding(ctx: QuantContext, ann: Annotation, model, layers, data, rounding: RoundingConfig, progress):
+    """`ctx` with the rounding stage's codes and shipped scales for every weight layer."""
+    by_layer = {q.layer.name: q for q in ann.qnodes if q.layer is not None}
+    snap = lambda layer, codes, scales, shift: ctx.shipped_scales(by_layer[layer.name], codes, scales, shift)
+    rounded = round_layers(model, layers, weight_bounds(ann, ctx.bits, ctx.params), data, rounding, progress, snap)
+    return dataclasses.replace(ctx, rounded=types.MappingProxyType(rounded))
+
+
+def weight_bounds(ann: Annotation, bits: dict, params: dict[str, TensorQ]) -> dict[str, int]:
+    """Layer name -> the |code| bound of its weights (its bits and its input's activation bits)."""
+    return {q.layer.name: weight_qmax(bits[q.layer.name].w_bits, params[q.inputs[0]].bits)
+            for q in ann.qnodes if q.layer is not None}
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -150,9 +169,13 @@ class QuantizeConfig(JsonConfig):
     report: str | None = None
     format: str = "qlinear"
     pack: bool = True  # 2-4-bit weights as INT4 initializers
+    rounding: str = "gptq"  # gptq (data-driven, second order) | nearest
 
     def calib_config(self) -> CalibConfig:
         return CalibConfig(Method(self.method), self.percentile, max_samples=self.max_samples)
+
+    def rounding_config(self) -> RoundingConfig:
+        return RoundingConfig(parse_rounding(self.rounding))
 
     def report_path(self) -> str:
         return self.report or str(Path(self.output).with_suffix(".report.json"))
@@ -160,12 +183,13 @@ class QuantizeConfig(JsonConfig):
 
 def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarray], calib: CalibConfig,
                        fmt: str = "qlinear", progress: Callable | None = None,
-                       prepared: bool = False, pack: bool = True) -> tuple[onnx.ModelProto, dict]:
+                       prepared: bool = False, pack: bool = True,
+                       rounding: RoundingConfig = RoundingConfig()) -> tuple[onnx.ModelProto, dict]:
     """The quantized model in format `fmt` (checked by onnx.checker and onnxruntime) and its report;
     `pack` stores 2-4-bit weights as INT4 on disk."""
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
-    result = quantize_model(model, plan, data, calib, progress, prepared)
+    result = quantize_model(model, plan, data, calib, progress, prepared, rounding)
     out = result.model
     if fmt == "integer":
         from onnx_hawq.transforms.to_integer_form import to_integer_form
@@ -177,7 +201,7 @@ def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.nd
         out, _ = pack_model(out)
     check_written(out)
     report = build_report(out)
-    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt)
+    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt, rounding=rounding.method.value)
     return out, report
 
 
@@ -192,7 +216,7 @@ def run_quantize(config: QuantizeConfig, progress: Callable | None = None) -> di
     model = load_model(config.model)
     data = load_data(config.calib, model, "calibration")
     out, report = quantize_to_format(model, plan, data, config.calib_config(), config.format, progress,
-                                     pack=config.pack)
+                                     pack=config.pack, rounding=config.rounding_config())
     report.update(model=config.model, output=config.output)
     save_model(out, config.output)
     atomic_write_json(config.report_path(), report)

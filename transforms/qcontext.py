@@ -11,10 +11,11 @@ from onnx import helper
 
 from onnx_hawq.arith import dyadic as qparams
 from onnx_hawq.arith import schema
-from onnx_hawq.arith.quantizer import TensorQ, channel_scales, quantize_weight, weight_form, weight_qmax
+from onnx_hawq.arith.quantizer import RoundedWeights, TensorQ, channel_scales, quantize_weight, weight_form, weight_qmax
+from onnx_hawq.arith.ort_math import layer_multiplier
 from onnx_hawq.arith.signatures import MS
 from onnx_hawq.plans import LayerBits
-from onnx_hawq.transforms.annotate import QNode
+from onnx_hawq.transforms.annotate import Kind, QNode
 
 __all__ = ["MS", "QuantContext", "LayerWeights", "clip_node", "dyadics", "weight_form_label"]
 
@@ -46,6 +47,7 @@ class QuantContext:
     spatial: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # global-pool input -> H*W
     exact: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # aligned Add/pool outputs
     shared_weights: frozenset = frozenset()  # initializers read by more than one layer
+    rounded: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # layer -> RoundedWeights
 
     @classmethod
     def of(cls, consts: dict, params: dict[str, TensorQ], bits: dict[str, LayerBits], qnodes=(), **facts):
@@ -83,21 +85,48 @@ class QuantContext:
         x, y = self.params[qn.inputs[0]], self.params[qn.out]
         w, qmax, ideal = self._channel_weights(qn)
         bias = self.consts[layer.bias].astype(np.float32) if layer.bias else None
+        codes, ideal, bias = self._rounded(qn, w, qmax, ideal, bias)
         x_range = max(x.zero_point, x.qmax - x.zero_point)
-        bound = (np.abs(quantize_weight(w, ideal, qmax)).reshape(len(w), -1).sum(1).astype(np.int64) * x_range
+        bound = (np.abs(codes).reshape(len(w), -1).sum(1).astype(np.int64) * x_range
                  + np.abs(qparams.bias_int32(bias, x.scale, ideal, len(w)).astype(np.int64)))
-        scales, mult, exact = qparams.exact_weight_scales(ideal, x.scale, y.scale, qparams.accumulator_bits(bound))
-        q = quantize_weight(w, scales.astype(np.float64), qmax)
+        rw = self.rounded.get(layer.name)
+        if rw is not None and rw.shipped:  # codes were optimized at these very scales
+            scales = rw.scales.astype(np.float32)
+            mult = layer_multiplier(x.scale, scales, y.scale)
+            exact = qparams.exact_flags(mult, bound)
+        else:
+            scales, mult, exact = qparams.exact_weight_scales(ideal, x.scale, y.scale,
+                                                              qparams.accumulator_bits(bound))
+        q = codes if rw is not None else quantize_weight(w, scales.astype(np.float64), qmax)
         b32 = qparams.bias_int32(bias, x.scale, scales, len(w))
         return LayerWeights(np.moveaxis(q, 0, layer.out_axis), scales, mult, b32, exact, qmax)
+
+    def shipped_scales(self, qn: QNode, codes, scales, bias_shift) -> np.ndarray:
+        """The scales `layer_weights` will write for `codes` rounded at `scales` (exact-dyadic snap);
+        float-output layers keep theirs."""
+        if qn.kind == Kind.MATMUL_FLOAT:
+            return np.asarray(scales, np.float64)
+        probe = dataclasses.replace(self, rounded=types.MappingProxyType(
+            {qn.layer.name: RoundedWeights(codes, np.asarray(scales, np.float64), bias_shift)}))
+        return probe.layer_weights(qn).scales.astype(np.float64)
+
+    def _rounded(self, qn: QNode, w, qmax: int, ideal, bias):
+        """(codes, scales, float bias) from the rounding stage, or nearest codes at `ideal`."""
+        rw = self.rounded.get(qn.layer.name)
+        if rw is None:
+            return quantize_weight(w, ideal, qmax), ideal, bias
+        if qn.layer.op_type in ("Conv", "Gemm"):  # their integer ops carry a bias to correct
+            bias = (np.zeros(len(w), np.float32) if bias is None else bias) + rw.bias_shift.astype(np.float32)
+        return rw.codes, rw.scales, bias
 
     def float_out_weights(self, qn: QNode) -> LayerWeights:
         """A float-output layer's weights at the ideal per-channel scales (no requantization, so no
         dyadic snapping); `multipliers` are the dequantization factors x_scale * w_scale."""
         x = self.params[qn.inputs[0]]
         w, qmax, ideal = self._channel_weights(qn)
-        scales = ideal.astype(np.float32)
-        q = quantize_weight(w, scales.astype(np.float64), qmax)
+        rw = self.rounded.get(qn.layer.name)
+        scales = (ideal if rw is None else rw.scales).astype(np.float32)
+        q = quantize_weight(w, scales.astype(np.float64), qmax) if rw is None else rw.codes
         mult = (np.float64(x.scale) * scales.astype(np.float64)).astype(np.float32)
         return LayerWeights(np.moveaxis(q, 0, qn.layer.out_axis), scales, mult, np.zeros(len(w), np.int32),
                             np.zeros(len(w), bool), qmax)

@@ -78,3 +78,10 @@ def bias_int32(bias: np.ndarray | None, sx: float, sw: np.ndarray, n: int) -> np
         return np.zeros(n, np.int32)
     q = np.rint(bias.astype(np.float64) / (float(sx) * sw.astype(np.float64)))
     return np.clip(q, -(2**31), 2**31 - 1).astype(np.int32)
+
+
+def exact_flags(mult: np.ndarray, bound: np.ndarray) -> np.ndarray:
+    """Per channel: float32(acc) * mult is exact for every |acc| <= bound (b·bound < 2^24 for
+    mult = b / 2^c)."""
+    b = np.array([dyadic(float(m))[0] for m in np.atleast_1d(mult)], dtype=object)
+    return np.array([int(bi) * int(bd) < (1 << F32_BITS) for bi, bd in zip(b, np.atleast_1d(bound))], dtype=bool)

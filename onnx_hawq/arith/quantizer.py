@@ -97,3 +97,14 @@ def layer_size_bytes(params: int, channels: int, w_bits: int, bias: bool) -> int
     in their storage type, a float32 scale and an int8 zero point per output channel, and an int32
     bias per channel when the layer has one."""
     return int(np.ceil(params * storage_bits(w_bits) / 8)) + 5 * channels + (4 * channels if bias else 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundedWeights:
+    """A layer's codes (output channels on axis 0), the scales they were rounded at, and the float
+    shift to add to its bias (zeros without bias correction)."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    bias_shift: np.ndarray
+    shipped: bool = False  # `scales` are already the exact-dyadic ones the rewrite writes

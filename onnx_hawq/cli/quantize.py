@@ -22,16 +22,19 @@ from onnx_hawq.cli.options import bits_options, model_argument, progress, verbos
 @click.option("--report", type=click.Path(dir_okay=False), help="Report path [default: OUTPUT.report.json].")
 @click.option("--format", "fmt", type=click.Choice(["qlinear", "integer"]), default="qlinear", show_default=True,
               help="qlinear: QLinearConv & co (fast in onnxruntime); integer: ConvInteger + integer requant.")
+@click.option("--rounding", type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
+              help="Weight rounding: gptq (second-order, data-driven, with scale search and bias correction) or "
+                   "nearest.")
 @click.option("--no-pack", is_flag=True, help="Keep 2-4-bit weights in int8 containers instead of packed INT4.")
 @verbosity
-def command(model, bits, bits_from, calib, output, method, percentile, max_samples, report, fmt, no_pack):
+def command(model, bits, bits_from, calib, output, method, percentile, max_samples, report, fmt, rounding, no_pack):
     """Quantize MODEL with per-layer bits from a plan (or uniform --bits) into integer ops."""
     from onnx_hawq.cli.options import is_quiet
     from onnx_hawq.quantization import QuantizeConfig, run_quantize
     from onnx_hawq.report import format_table
 
     config = QuantizeConfig(model, output, calib, bits_from, bits, method, percentile, max_samples, report, fmt,
-                            pack=not no_pack)
+                            pack=not no_pack, rounding=rounding)
     result = run_quantize(config, progress=None if is_quiet() else progress)
     if not is_quiet():
         click.echo(format_table(result))

@@ -1,0 +1,122 @@
+"""Data-driven weight rounding: GPTQ/OBQ codes and clipping scales per layer, from the layer's
+input statistics on the calibration data, plus the bias correction of the mean output shift.
+
+One onnxruntime pass over the calibration data (the float model, every layer input exposed) feeds a
+`GramAccumulator` per layer; each layer is then rounded on its own statistics. The inputs are the
+float model's activations, not those of the already-quantized layers in front (GPTQ's sequential
+variant): one pass instead of one per layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+
+from onnx_hawq.arith.quantizer import RoundedWeights, channel_scales, quantize_weight
+from onnx_hawq.calibration import gram
+from onnx_hawq.errors import HawqError, InputError
+from onnx_hawq.layers import Layer, weights_of
+from onnx_hawq.model_io import batches
+from onnx_hawq.ort import expose, session
+
+log = logging.getLogger("onnx_hawq")
+Snap = Optional[Callable[[Layer, np.ndarray, np.ndarray, np.ndarray], np.ndarray]]
+
+
+class Rounding(str, enum.Enum):
+    NEAREST = "nearest"
+    GPTQ = "gptq"
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundingConfig:
+    """How weights are rounded: nearest at max-abs scales, or GPTQ with clipping-scale search."""
+
+    method: Rounding = Rounding.GPTQ
+    damp: float = 0.01
+    block: int = 128
+    bias_correction: bool = True
+    batch_size: int = 32
+    max_samples: int = 128
+    max_rows: int = 16_384  # im2col rows kept per batch and layer (seeded subsample)
+    max_params: int = 8_000_000  # larger layers (VGG's 100M-weight fc) keep nearest rounding
+
+
+def round_layers(model: onnx.ModelProto, layers: list[Layer], qmax: dict[str, int], data: dict[str, np.ndarray],
+                 config: RoundingConfig = RoundingConfig(), progress=None, snap: Snap = None) -> dict[str, RoundedWeights]:
+    """Layer name -> RoundedWeights for every layer in `qmax` (its |code| bound), on `data`.
+
+    `snap(layer, codes, scales, bias_shift) -> scales` moves searched scales to the ones the layer
+    will ship with (the exact-dyadic snapping of the rewrite); codes are then re-optimized there."""
+    if config.method == Rounding.NEAREST or not qmax:
+        return {}
+    todo = [l for l in layers if l.name in qmax and l.params <= config.max_params]
+    for layer in layers:
+        if layer.name in qmax and layer.params > config.max_params:
+            log.info("rounding: %s (%d weights) keeps nearest rounding", layer.name, layer.params)
+    nodes = {n.name: n for n in model.graph.node}
+    specs = {l.name: gram.gram_spec(nodes[l.node_name], l.weight_shape, max_rows=config.max_rows) for l in todo}
+    accs = {l.name: gram.GramAccumulator(specs[l.name]) for l in todo}
+    _accumulate(model, todo, nodes, accs, data, config, progress)
+    out = {}
+    for layer in todo:
+        out[layer.name] = _round(model, layer, specs[layer.name], accs[layer.name].stats(), qmax[layer.name], config,
+                                 snap)
+    return out
+
+
+def _accumulate(model, layers, nodes, accs, data, config: RoundingConfig, progress) -> None:
+    """Feed each layer's input activation, batch by batch, into its accumulator."""
+    inputs = list(dict.fromkeys(nodes[l.node_name].input[0] for l in layers))
+    sess = session(expose(model, inputs))
+    n = min(config.max_samples, len(next(iter(data.values()))))
+    chunks = batches({k: v[:n] for k, v in data.items()}, config.batch_size)
+    total = -(-n // config.batch_size)
+    for feed in (progress(chunks, total=total, desc="rounding statistics") if progress else chunks):
+        values = dict(zip(inputs, sess.run(inputs, feed)))
+        for layer in layers:
+            accs[layer.name].add(values[nodes[layer.node_name].input[0]].astype(np.float64))
+
+
+def _round(model, layer: Layer, spec, stats, qmax: int, config: RoundingConfig, snap: Snap) -> RoundedWeights:
+    """Scale search + GPTQ for one layer, then GPTQ again at the shipped (snapped) scales, keeping per
+    channel whichever of GPTQ and nearest rounding has the smaller output error there."""
+    w0 = weights_of(model, layer).astype(np.float64)
+    shipped = False
+    try:
+        codes, scales = gram.layer_optimized(w0, stats, spec, qmax, config.damp, config.block)
+        if snap is not None:
+            scales = np.asarray(snap(layer, codes, scales, _shift(w0, codes, scales, stats, spec, config)), np.float64)
+            codes, shipped = _best_at(w0, stats, spec, scales, qmax, config), True
+    except (np.linalg.LinAlgError, ValueError, HawqError) as e:
+        log.warning("rounding: %s kept nearest rounding (%s)", layer.name, e)
+        scales = channel_scales(w0, qmax)
+        codes, shipped = quantize_weight(w0, scales, qmax), False
+    return RoundedWeights(codes.astype(np.int8), scales, _shift(w0, codes, scales, stats, spec, config), shipped)
+
+
+def _best_at(w0, stats, spec, scales, qmax: int, config: RoundingConfig) -> np.ndarray:
+    """Per channel, GPTQ or nearest codes at fixed `scales`, by output error on the statistics."""
+    gptq_codes = gram.layer_codes(w0, stats, spec, scales, qmax, config.damp, config.block)
+    near = quantize_weight(w0, scales, qmax)
+    worse = gram.layer_output_error(w0, gptq_codes, scales, stats, spec) > gram.layer_output_error(
+        w0, near, scales, stats, spec)
+    return np.where(worse.reshape((-1,) + (1,) * (w0.ndim - 1)), near, gptq_codes).astype(np.int8)
+
+
+def _shift(w0, codes, scales, stats, spec, config: RoundingConfig) -> np.ndarray:
+    if not config.bias_correction:
+        return np.zeros(len(scales))
+    return gram.layer_bias_shift(w0, codes, scales, stats, spec)
+
+
+def parse_rounding(text: str) -> Rounding:
+    try:
+        return Rounding(text)
+    except ValueError:
+        raise InputError(f"--rounding {text!r}: use one of {', '.join(r.value for r in Rounding)}") from None
