@@ -144,7 +144,7 @@ class BlockHessian:
             return []
         import torch
 
-        return [float(x) for x in self.group.sum_([torch.stack(scalars)])[0]]
+        return self.group.sum_([torch.stack(scalars)])[0].tolist()
 
     def _grad(self, grads, weights, vectors) -> list:
         import torch
@@ -307,7 +307,8 @@ def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> 
 
     blocks="shared": every vector spans all layers (one HVP, cross-layer terms add variance);
     blocks="layer": each unconverged layer gets its own vector and block HVP, and stops on its own.
-    Stops at max_iter vectors (per layer) or after max_seconds (rank 0's clock decides).
+    Stops at max_iter vectors (per layer) or after max_seconds (rank 0's clock decides) once every
+    layer has the 2 samples a standard error needs.
     """
     import torch
     from tqdm import tqdm
@@ -325,7 +326,8 @@ def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> 
             bar.update(1)
             active = _unconverged(samples, cfg)
             bar.set_postfix(unconverged=len(active))
-            if not active or (cfg.max_seconds and op.group.agree(time.perf_counter() - start > cfg.max_seconds)):
+            if not active or (cfg.max_seconds and min(map(len, samples)) >= 2
+                              and op.group.agree(time.perf_counter() - start > cfg.max_seconds)):
                 break
     return [np.asarray(col) for col in samples]
 

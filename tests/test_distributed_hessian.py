@@ -50,9 +50,14 @@ def estimate_tiny(sizes):
 
 
 def estimate_mismatched():
-    """Each rank sees different data: must be refused."""
-    rank = distributed.current().rank
-    return layer_sensitivities(tiny_net(), tiny_data([4, 4], offset=rank), torch.nn.functional.cross_entropy,
+    """Rank 0's decisions hold on every rank (a time budget stops all ranks together); then each
+    rank sees different data, which must be refused."""
+    group = distributed.current()
+    assert group.agree(group.rank == 0) and not group.agree(group.rank != 0)
+    budget = HessianConfig(max_iter=10**6, tol=1e-12, max_seconds=0.5)
+    res = layer_sensitivities(tiny_net(), tiny_data([4, 4]), torch.nn.functional.cross_entropy, config=budget)
+    assert 2 <= res.hvp_count < 10**6 and res.layers["0"].stderr > 0
+    return layer_sensitivities(tiny_net(), tiny_data([4, 4], offset=group.rank), torch.nn.functional.cross_entropy,
                                config=CONFIGS[0])
 
 
@@ -74,7 +79,7 @@ def test_two_gloo_ranks_equal_one_process(sizes):
     assert single[1][2] != [single[1][2][0]] * 3  # the layer-block config stopped layers separately
 
 
-def test_ranks_with_different_data_are_refused():
+def test_time_budget_and_different_data_across_ranks():
     with pytest.raises(HawqError, match="differs between ranks"):
         distributed.launch(estimate_mismatched, nproc=2)
 
