@@ -189,7 +189,8 @@ def _worker(rank: int, fn: Callable, args: tuple, nproc: int, device: str, port:
     if device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // nproc))
     try:
         dev = rank_device(device, rank)
         _init("nccl" if device == "cuda" else "gloo", f"tcp://127.0.0.1:{port}", rank, nproc)
@@ -216,7 +217,7 @@ def _worker_error(outdir: str, first: int | None) -> BaseException | None:
 
 
 def _spawn(fn: Callable, args: tuple, nproc: int, device: str):
-    """Run fn on `nproc` spawned local ranks; rank 0's result, or the lowest rank's exception."""
+    """Run fn on `nproc` spawned local ranks -> rank 0's result; a failing rank's exception is re-raised."""
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="hawq-dist-") as outdir:
@@ -227,7 +228,8 @@ def _spawn(fn: Callable, args: tuple, nproc: int, device: str):
             error = _worker_error(outdir, getattr(failure, "error_index", None))
             if error is not None:
                 raise error from None
-            raise HawqError(f"a sensitivity worker failed: {str(failure).strip().splitlines()[0]}") from failure
+            first_line = (str(failure).strip().splitlines() or [type(failure).__name__])[0]
+            raise HawqError(f"a worker process failed: {first_line}") from failure
         return pickle.loads(Path(outdir, "result.pkl").read_bytes())
 
 
