@@ -21,6 +21,14 @@ exactly (k more), and Hutchinson samples only the rest, ``(Pg)^T H_ii (Pg)`` wit
 Each sample is ``tr(Q^T H Q) + (Pg)^T H (Pg)``: unbiased for any Q, and its variance is that of the
 deflated block, which for the near-low-rank blocks of trained networks is a small fraction of the
 full block's (benchmarks/sensitivity_speed.py). Costs k float32 values per deflated weight.
+
+Data parallel (`calibration.distributed`): each rank holds every ``world``-th batch, so its loss
+is its shard's share of the mean loss (batches weighted by samples / all samples) and its ``H_r v``
+sums over the ranks to ``Hv``. Every rank draws the same vectors from the same seed; each quadratic
+form ``v.H v`` (or vector ``Hv``, for deflation and power iteration) is all-reduced before it
+enters the statistics, so all ranks hold the same samples, take the same stopping decisions
+(a wall-clock budget is rank 0's) and return the single-process result up to float rounding.
+One process is the ``world = 1`` case of the same loop.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from onnx_hawq.calibration.distributed import DEVICES, Group, current, local_group
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import HawqError, InputError
@@ -57,6 +66,8 @@ class HessianConfig(JsonConfig):
     blocks: str = "shared"  # shared: one HVP per vector for all layers; layer: one block HVP per layer
     max_seconds: float | None = None  # wall-clock budget of the trace estimate (results then vary by machine)
     deflate: int = 0  # blocks="layer": sketch size k of the exactly-traced part (Hutch++); 0 = plain Hutchinson
+    nproc: int = 1  # data-parallel ranks that `distributed.launch` spawns locally (torchrun sets its own)
+    device: str = "cpu"  # cpu | cuda (one GPU per rank, NCCL)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -71,6 +82,10 @@ class HessianConfig(JsonConfig):
             raise InputError("tolerances must be > 0")
         if self.deflate < 0 or (self.deflate and self.blocks != "layer"):
             raise InputError("deflate must be >= 0 and needs blocks='layer' (--blocks layer)")
+        if self.nproc < 1:
+            raise InputError("nproc must be >= 1")
+        if self.device not in DEVICES:
+            raise InputError(f"device {self.device!r} is not one of {', '.join(DEVICES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,24 +98,53 @@ class HessianResult:
 
 
 class BlockHessian:
-    """v -> Hv for the loss Hessian w.r.t. the layer weights (rescaled where a scale is given)."""
+    """v -> Hv for the loss Hessian w.r.t. the layer weights (rescaled where a scale is given).
 
-    def __init__(self, grads: Sequence, weights: Sequence, inv_scales: Sequence):
+    `grads` are this rank's share of the gradient; every product is summed over `group`'s ranks.
+    """
+
+    def __init__(self, grads: Sequence, weights: Sequence, inv_scales: Sequence, group: Group | None = None):
         self.grads, self.weights, self.inv_scales = list(grads), list(weights), list(inv_scales)
-        self.count = 0  # double backwards run so far
+        self.group = group or Group()
+        self.count = 0  # double backwards run so far (per rank)
 
     def _scaled(self, tensors, indices):
         return [t if self.inv_scales[i] is None else t * self.inv_scales[i] for t, i in zip(tensors, indices)]
 
-    def matvec(self, vectors: Sequence) -> list:
-        """All blocks at once: (Hv)_i = sum_j H_ij v_j, one double backward."""
+    def _local_matvec(self, vectors: Sequence) -> list:
         idx = range(len(self.weights))
         return self._scaled(self._grad(self.grads, self.weights, self._scaled(vectors, idx)), idx)
 
-    def block_matvec(self, i: int, vector) -> Any:
-        """The diagonal block only: H_ii v_i, one double backward."""
+    def _local_block(self, i: int, vector) -> Any:
         u = self._scaled([vector], [i])
         return self._scaled(self._grad([self.grads[i]], [self.weights[i]], u), [i])[0]
+
+    def matvec(self, vectors: Sequence) -> list:
+        """All blocks at once: (Hv)_i = sum_j H_ij v_j, one double backward."""
+        return self.group.sum_(self._local_matvec(vectors))
+
+    def block_matvec(self, i: int, vector) -> Any:
+        """The diagonal block only: H_ii v_i, one double backward."""
+        return self.block_matvecs(i, [vector])[0]
+
+    def block_matvecs(self, i: int, vectors: Sequence) -> list:
+        """H_ii v for each of `vectors`: one double backward each, one all-reduce for all."""
+        return self.group.sum_([self._local_block(i, v) for v in vectors])
+
+    def quadratic(self, vectors: Sequence) -> list[float]:
+        """v_i.(Hv)_i for every layer i from one double backward (cross-layer terms included)."""
+        return self._reduced([_dot(v, h) for v, h in zip(vectors, self._local_matvec(vectors))])
+
+    def block_quadratics(self, pairs: Sequence[tuple[int, Any]]) -> list[float]:
+        """v.H_ii v for each (i, v): one block double backward each, one all-reduce for all."""
+        return self._reduced([_dot(v, self._local_block(i, v)) for i, v in pairs])
+
+    def _reduced(self, scalars: list) -> list[float]:
+        if not scalars:
+            return []
+        import torch
+
+        return self.group.sum_([torch.stack(scalars)])[0].tolist()
 
     def _grad(self, grads, weights, vectors) -> list:
         import torch
@@ -112,6 +156,13 @@ class BlockHessian:
         outs, vs = zip(*pairs)
         return list(torch.autograd.grad(outs, weights, grad_outputs=vs, retain_graph=True,
                                         allow_unused=True, materialize_grads=True))
+
+
+def _dot(a, b):
+    """sum(a * b) accumulated in float64, a 0-d tensor."""
+    import torch
+
+    return (a * b).sum(dtype=torch.float64)
 
 
 def as_batches(data, limit: int | None = None) -> list[tuple[tuple, Any]]:
@@ -143,16 +194,22 @@ def quantizable_weights(model) -> dict[str, Any]:
             if isinstance(m, kinds) and getattr(m, "weight", None) is not None}
 
 
-def loss_gradients(model, batches, loss_fn, weights: Sequence) -> list:
-    """Mean loss over all samples of `batches` -> its gradient w.r.t. `weights`, graph kept."""
+def loss_gradients(model, batches, loss_fn, weights: Sequence, samples: int | None = None) -> list:
+    """Mean loss over all samples of `batches` -> its gradient w.r.t. `weights`, graph kept.
+
+    With `samples` (the sample count of all ranks' batches) each batch weighs n_b / samples: this
+    rank's share of the mean loss over every rank's data. No batches: zero gradients.
+    """
     import torch
 
     device = weights[0].device
     sizes = [len(x[0]) for x, _ in batches]
-    total = torch.zeros((), device=device)
+    if not batches:
+        return [torch.zeros_like(w) for w in weights]
+    total, samples = torch.zeros((), device=device), samples or sum(sizes)
     for (inputs, target), n in zip(batches, sizes):
         out = model(*(t.to(device) for t in inputs))
-        total = total + loss_fn(out, target.to(device)) * (n / sum(sizes))
+        total = total + loss_fn(out, target.to(device)) * (n / samples)
     if not total.requires_grad:
         raise HawqError("the loss does not depend on the layer weights")
     return list(torch.autograd.grad(total, weights, create_graph=True, allow_unused=True,
@@ -186,11 +243,9 @@ def _unconverged(samples: list[list[float]], cfg: HessianConfig) -> list[int]:
 
 def _shared_round(op: BlockHessian, samples, gen) -> None:
     """One Rademacher vector over all layers, one double backward: a sample for every layer."""
-    import torch
-
     vs = [rademacher(w, gen) for w in op.weights]
-    for col, v, h in zip(samples, vs, op.matvec(vs)):
-        col.append(float((v * h).sum(dtype=torch.float64)))
+    for col, q in zip(samples, op.quadratic(vs)):
+        col.append(q)
 
 
 @dataclasses.dataclass
@@ -212,10 +267,9 @@ def deflation(op: BlockHessian, i: int, k: int, gen) -> Deflation:
 
     w = op.weights[i]
     k = min(k, w.numel())
-    sketch = torch.stack([op.block_matvec(i, rademacher(w, gen)).reshape(-1) for _ in range(k)], 1)
+    sketch = torch.stack([h.reshape(-1) for h in op.block_matvecs(i, [rademacher(w, gen) for _ in range(k)])], 1)
     basis = torch.linalg.qr(sketch.to(torch.float64))[0].to(w.dtype)
-    trace = sum(float((q * op.block_matvec(i, q.reshape(w.shape)).reshape(-1)).sum(dtype=torch.float64))
-                for q in basis.T)
+    trace = sum(op.block_quadratics([(i, q.reshape(w.shape)) for q in basis.T]))
     return Deflation(basis, trace)
 
 
@@ -232,9 +286,9 @@ def _layer_round(op: BlockHessian, samples, gen, active: list[int], deflated: di
                  cfg: HessianConfig) -> None:
     """One Rademacher vector per unconverged layer, one block double backward each. With deflate=k,
     a layer still unconverged after min_iter plain samples is deflated (2k HVPs) when that is
-    cheaper than sampling on, and then restarts its samples on the deflated block."""
-    import torch
-
+    cheaper than sampling on, and then restarts its samples on the deflated block. The round's
+    quadratic forms are all-reduced together."""
+    pairs = []
     for i in active:
         if cfg.deflate and i not in deflated and len(samples[i]) >= cfg.min_iter:
             worth = _worth_deflating(samples[i], cfg, op.weights[i].numel())
@@ -242,8 +296,10 @@ def _layer_round(op: BlockHessian, samples, gen, active: list[int], deflated: di
             samples[i] = [] if deflated[i] else samples[i]
         d = deflated.get(i)
         v = rademacher(op.weights[i], gen)
-        v = d.project(v) if d else v
-        samples[i].append((d.trace if d else 0.0) + float((v * op.block_matvec(i, v)).sum(dtype=torch.float64)))
+        pairs.append((i, d.project(v) if d else v))
+    for (i, _), q in zip(pairs, op.block_quadratics(pairs)):
+        d = deflated.get(i)
+        samples[i].append((d.trace if d else 0.0) + q)
 
 
 def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> list[np.ndarray]:
@@ -251,7 +307,8 @@ def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> 
 
     blocks="shared": every vector spans all layers (one HVP, cross-layer terms add variance);
     blocks="layer": each unconverged layer gets its own vector and block HVP, and stops on its own.
-    Stops at max_iter vectors (per layer) or after max_seconds.
+    Stops at max_iter vectors (per layer) or after max_seconds (rank 0's clock decides) once every
+    layer has the 2 samples a standard error needs.
     """
     import torch
     from tqdm import tqdm
@@ -269,7 +326,8 @@ def hutchinson(op: BlockHessian, cfg: HessianConfig, progress: bool = False) -> 
             bar.update(1)
             active = _unconverged(samples, cfg)
             bar.set_postfix(unconverged=len(active))
-            if not active or (cfg.max_seconds and time.perf_counter() - start > cfg.max_seconds):
+            if not active or (cfg.max_seconds and min(map(len, samples)) >= 2
+                              and op.group.agree(time.perf_counter() - start > cfg.max_seconds)):
                 break
     return [np.asarray(col) for col in samples]
 
@@ -345,19 +403,29 @@ def layer_sensitivities(model, data, loss_fn, layers: Mapping[str, Any] | None =
     Hessian is that of the mean loss over all samples, the model in eval mode (and the layer
     weights made to require grad). `scales` maps a
     layer name to a per-output-channel factor broadcastable to its weight (see module docstring).
+    Inside `distributed.launch` the model moves to the rank's device and this rank uses its shard
+    of the batches (every rank must see the same data); rank 0 alone shows progress and warnings.
     """
     import torch
 
     start = time.perf_counter()
+    group = current() or local_group(config.nproc, config.device)
     model.eval()
     layers = dict(layers if layers is not None else quantizable_weights(model))
     if not layers:
         raise HawqError("the model has no Conv or Linear layer")
+    group.to_device(model, layers)
     names, weights = list(layers), [w.requires_grad_(True) if w.is_leaf else w for w in layers.values()]
     inv = [None if (scales or {}).get(n) is None else 1.0 / torch.as_tensor(scales[n]).to(w) for n, w in layers.items()]
-    op = BlockHessian(loss_gradients(model, as_batches(data, batches), loss_fn, weights), weights, inv)
+    every = as_batches(data, batches)
+    group.check_batches(every)
+    grads = loss_gradients(model, group.shard(every), loss_fn, weights, sum(len(x[0]) for x, _ in every))
+    op = BlockHessian(grads, weights, inv, group)
+    progress = progress and group.rank == 0
     samples = hutchinson(op, config, progress) if config.method in ("trace", "both") else None
     eigens = top_eigenvalues(op, config, names, progress) if config.method in ("eigen", "both") else None
     stats = layer_stats(names, weights, samples, eigens)
-    warn_unconverged(stats, config)
+    if group.rank == 0:
+        warn_unconverged(stats, config)
     return HessianResult(stats, op.count, time.perf_counter() - start)
+

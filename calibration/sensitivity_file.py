@@ -1,6 +1,9 @@
 """The sensitivity file: per-layer Hessian statistics keyed by the plan's layer names.
 
-Readable without torch (the planner uses it). Written atomically by `save`.
+Readable without torch (the planner uses it). Written atomically by `save`. A file of method
+``perturbation`` holds, per layer, the measured loss change ``delta_loss`` of each weight quantizer
+(keys like ``"w4a8"``, `onnx_hawq.plan.LayerBits.label`) instead of Hessian statistics; the fields
+it adds are left out of a Hessian file, which stays as before (version 1 either way).
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ class LayerSensitivity(JsonConfig):
 
     trace: float
     stderr: float = 0.0  # standard error of `trace`
-    samples: int = 0  # Hutchinson vectors used
+    samples: int = 0  # Hutchinson vectors used (method perturbation: calibration samples)
     params: int = 0
     eigenvalue: float | None = None  # top Hessian eigenvalue of the layer block
     eigen_iters: int | None = None
+    delta_loss: dict[str, float] | None = None  # method perturbation: "w{b}a{a}" -> measured loss change
+
+    def to_dict(self) -> dict:
+        return _without_none(super().to_dict(), ("delta_loss",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +40,15 @@ class Sensitivity(JsonConfig):
     VERSION = 1
 
     model: str
-    method: str  # trace | eigen | both
+    method: str  # trace | eigen | both | perturbation
     layers: dict[str, LayerSensitivity] = dataclasses.field(default_factory=dict)
     seed: int = 0
     source: str = ""  # "torch:<module:factory>" or "onnx"
     hvp_count: int = 0
+    loss: str | None = None  # method perturbation: the loss whose change was measured (kl | mse)
+
+    def to_dict(self) -> dict:
+        return _without_none(super().to_dict(), ("loss",))
 
     def check_model(self, layers: list[Layer]) -> None:
         """Refuse a sensitivity file made for a different model."""
@@ -49,3 +60,8 @@ class Sensitivity(JsonConfig):
         missing = [l.name for l in layers if l.name not in self.layers]
         if missing:
             raise InputError(f"sensitivity file lacks layer(s): {', '.join(missing)}")
+
+
+def _without_none(d: dict, keys) -> dict:
+    """`d` without those of `keys` whose value is None (fields older files do not have)."""
+    return {k: v for k, v in d.items() if not (k in keys and v is None)}
