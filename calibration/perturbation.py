@@ -37,7 +37,7 @@ from onnx_hawq.errors import InputError
 from onnx_hawq.layers import Layer, weights_of
 from onnx_hawq.model_io import batches, input_specs
 from onnx_hawq.ort import session
-from onnx_hawq.plan import LayerBits, fingerprint
+from onnx_hawq.plans import LayerBits, fingerprint
 
 log = logging.getLogger("onnx_hawq")
 LOSSES = ("kl", "mse")

@@ -31,6 +31,10 @@ def sensitivity_png(sens: Sensitivity) -> bytes:
                        "average Hessian trace (± stderr)"))
     if sens.method in ("eigen", "both"):
         panels.append(([s.eigenvalue for s in sens.layers.values()], None, "top Hessian eigenvalue"))
+    if sens.method == "perturbation":
+        low = min(min(s.delta_loss, key=lambda k: int(k[1:k.index("a")])) for s in sens.layers.values())
+        panels.append(([max(s.delta_loss.get(low, 0.0), 0.0) for s in sens.layers.values()], None,
+                       f"measured loss change, weights at {low} (others float)"))
     fig = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 3.2 * len(panels)), layout="constrained")
     FigureCanvasAgg(fig)
     for ax, (values, errors, title) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):

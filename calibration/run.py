@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 
 from onnx_hawq.calibration.hessian import HessianConfig, HessianResult
+from onnx_hawq.calibration.perturbation import PerturbationConfig
 from onnx_hawq.calibration.sensitivity_file import Sensitivity
 from onnx_hawq.config import JsonConfig, atomic_write_bytes
 from onnx_hawq.errors import InputError
@@ -38,6 +39,7 @@ class SensitivityConfig(JsonConfig):
     hessian: HessianConfig = HessianConfig()
     plot: str | None = None  # PNG bar plot to write
     progress: bool = True
+    perturbation: PerturbationConfig | None = None  # forward-only ΔL in onnxruntime instead of the Hessian
 
     def __post_init__(self):
         if (self.torch_factory is None) == (self.data is None):
@@ -50,9 +52,20 @@ class SensitivityConfig(JsonConfig):
             raise InputError("--loss applies to the ONNX route without --labels")
         if self.batch_size < 1 or (self.batches is not None and self.batches < 1):
             raise InputError("--batch-size and --batches must be >= 1")
+        if self.perturbation is not None and (self.data is None or self.labels is not None):
+            raise InputError("--method perturbation needs --data and measures the loss to the model's own outputs "
+                             "(no --labels, no --torch)")
 
 
 def _compute(cfg: SensitivityConfig, model, layers, data, labels) -> HessianResult:
+    """The Hessian statistics, on `cfg.hessian.nproc` data-parallel ranks (rank 0 gets them)."""
+    from onnx_hawq.calibration.distributed import launch
+
+    return launch(_compute_rank, (cfg, model, layers, data, labels), nproc=cfg.hessian.nproc,
+                  device=cfg.hessian.device)
+
+
+def _compute_rank(cfg: SensitivityConfig, model, layers, data, labels) -> HessianResult:
     if cfg.torch_factory is not None:
         from onnx_hawq.calibration.torch_route import torch_sensitivities
 
@@ -64,13 +77,19 @@ def _compute(cfg: SensitivityConfig, model, layers, data, labels) -> HessianResu
 
 
 def sensitivity_of(model: onnx.ModelProto, cfg: SensitivityConfig, data: dict | None = None,
-                   labels: np.ndarray | None = None) -> Sensitivity:
+                   labels: np.ndarray | None = None) -> Sensitivity | None:
     """Per-layer sensitivities of a prepared `model` on `data` (arrays by input name; not needed
     for the torch route), with optional class `labels`."""
     layers = find_layers(model)
     if not layers:
         raise InputError(f"{cfg.model} has no quantizable layer (Conv/Gemm/MatMul with constant weights)")
+    if cfg.perturbation is not None:
+        from onnx_hawq.calibration.perturbation import perturbation_sensitivity
+
+        return perturbation_sensitivity(model, layers, data, cfg.perturbation, cfg.progress)
     result = _compute(cfg, model, layers, data, labels)
+    if result is None:  # a non-zero torchrun rank: rank 0 writes the file
+        return None
     log.info("sensitivity: %d Hessian-vector products in %.1f s", result.hvp_count, result.seconds)
     source = f"torch:{cfg.torch_factory}" if cfg.torch_factory else "onnx"
     return Sensitivity(model=fingerprint(layers), method=cfg.hessian.method, layers=result.layers,
@@ -114,5 +133,6 @@ def run_sensitivity(cfg: SensitivityConfig) -> Sensitivity:
     """Compute, then write the sensitivity file (and the plot) atomically; nothing on failure."""
     check_outputs(cfg)
     sens = sensitivity(cfg)
-    write_sensitivity(sens, cfg)
+    if sens is not None:  # None on the non-zero ranks of a torchrun job
+        write_sensitivity(sens, cfg)
     return sens

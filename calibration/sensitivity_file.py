@@ -2,7 +2,7 @@
 
 Readable without torch (the planner uses it). Written atomically by `save`. A file of method
 ``perturbation`` holds, per layer, the measured loss change ``delta_loss`` of each weight quantizer
-(keys like ``"w4a8"``, `onnx_hawq.plan.LayerBits.label`) instead of Hessian statistics; the fields
+(keys like ``"w4a8"``, `onnx_hawq.plans.LayerBits.label`) instead of Hessian statistics; the fields
 it adds are left out of a Hessian file, which stays as before (version 1 either way).
 """
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -17,7 +16,7 @@ from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers
 from onnx_hawq.ort import session
-from onnx_hawq.plan import LayerBits
+from onnx_hawq.plans import LayerBits
 
 R = np.random.default_rng(7)
 
@@ -103,12 +102,8 @@ def baked(model, weight, array):
     return out
 
 
-def test_lstm_model_that_torch_cannot_convert():
-    model = lstm_model()
-    if importlib.util.find_spec("torch"):
-        from onnx_hawq.calibration.onnx_to_torch import unsupported_ops
-
-        assert "LSTM" in unsupported_ops(model.graph)
+def test_lstm_model_runs_forward_only_without_torch():
+    model = lstm_model()  # an RNN in the middle: measured in onnxruntime alone
     layers = find_layers(model)
     assert [l.name for l in layers] == ["proj", "head"]
     x = R.normal(size=(20, 6, 4)).astype(np.float32)

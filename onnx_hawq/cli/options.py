@@ -73,11 +73,19 @@ def progress(iterable, total=None, desc=""):
 
 
 def hessian_options(f):
-    """Sensitivity estimation: --method, --max-iter, --tol, --eigen-iter, --eigen-tol, --batches, --batch-size,
+    """Sensitivity estimation: --method, --nproc, --device, --max-iter, --tol, --eigen-iter, --eigen-tol, --batches, --batch-size,
     --seed, --blocks, --max-seconds, --deflate."""
     opts = [
-        click.option("--method", type=click.Choice(["trace", "eigen", "both"]), default="trace", show_default=True,
-                     help="Average Hessian trace (Hutchinson), top eigenvalue (power iteration), or both."),
+        click.option("--method", type=click.Choice(["trace", "eigen", "both", "perturbation"]), default="trace",
+                     show_default=True,
+                     help="Average Hessian trace (Hutchinson), top eigenvalue (power iteration), both, or "
+                          "perturbation: the measured loss change per layer and bit-width in onnxruntime "
+                          "(forward only, any model onnxruntime runs)."),
+        click.option("--nproc", type=click.IntRange(1), default=1, show_default=True,
+                     help="Data-parallel torch.distributed workers for the Hessian (gloo on CPU, NCCL on CUDA); "
+                          "under torchrun leave it at 1."),
+        click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                     help="Where the Hessian-vector products run."),
         click.option("--max-iter", type=click.IntRange(2), default=200, show_default=True,
                      help="Hutchinson vectors at most."),
         click.option("--tol", type=click.FloatRange(0, min_open=True), default=0.05, show_default=True,

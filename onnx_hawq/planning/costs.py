@@ -68,9 +68,16 @@ def weight_errors(w: np.ndarray, choices) -> tuple[float, ...]:
 
 
 def perturbations(model: onnx.ModelProto, layers, sens, choices, metric: str) -> tuple[tuple[float, ...], ...]:
-    """Ω[layer][choice] = Hessian factor · weight error, from the model's own weights."""
+    """Ω[layer][choice] = Hessian factor · weight error, from the model's own weights; for a
+    perturbation sensitivity file the measured loss change ΔL of each choice."""
     if metric not in METRICS:
         raise InputError(f"--metric {metric!r} is not one of {', '.join(METRICS)}")
+    if getattr(sens, "method", None) == "perturbation":
+        if metric == "eigen":
+            raise InputError("--metric eigen needs a Hessian sensitivity file; this one holds measured ΔL")
+        from onnx_hawq.calibration.perturbation import omega_from_delta
+
+        return omega_from_delta(sens, layers, choices)
     out = []
     for layer in layers:
         factor = sensitivity_of(sens, layer, metric)
