@@ -126,3 +126,21 @@ def batches(data: dict[str, np.ndarray], batch_size: int):
     n = len(next(iter(data.values())))
     for start in range(0, n, batch_size):
         yield {k: v[start:start + batch_size] for k, v in data.items()}
+
+
+def padded_batches(data: dict[str, np.ndarray], batch_size: int, pad: bool):
+    """Yield (feeds, count): `batches` of every array; with `pad` (a fixed-batch model) a short last
+    batch is filled up to `batch_size` by repeating its last sample, and `count` is its real rows."""
+    for feeds in batches(data, batch_size):
+        count = len(next(iter(feeds.values())))
+        if pad and count < batch_size:
+            feeds = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - count, axis=0)]) for k, v in feeds.items()}
+        yield feeds, count
+
+
+def unpad(value: np.ndarray, count: int, batch_size: int) -> np.ndarray:
+    """The real rows of a result of a padded batch: the first `count` when its first axis is the
+    batch (other tensors are returned as they are; padding repeats a real sample)."""
+    if count < batch_size and value.ndim and value.shape[0] == batch_size:
+        return value[:count]
+    return value
