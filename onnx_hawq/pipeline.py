@@ -182,14 +182,73 @@ def sensitivity_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, show_progres
     return sens
 
 
+def plan_config(cfg: AutoConfig, art: Artefacts) -> PlanConfig:
+    return PlanConfig(model=cfg.model, sensitivity=str(art.sensitivity), output=str(art.plan), bits=cfg.bits,
+                      act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual)
+
+
+def check_plan_options(cfg: AutoConfig, art: Artefacts, inp: Inputs) -> SizeBudget:
+    """--bits, --act-bits, --pin, the ties and the size budget, checked before the Hessian: the plan's
+    size does not depend on the sensitivities, so the instance is built with every factor 0."""
+    from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
+    from onnx_hawq.layers import find_layers
+    from onnx_hawq.planning.instance import instance_of
+    from onnx_hawq.plans import fingerprint
+
+    layers = find_layers(inp.prepared)
+    if not layers:
+        raise InputError(f"{cfg.model} has no quantizable layers (Conv/Gemm/MatMul with constant weights)")
+    zero = Sensitivity(fingerprint(layers), "trace", {l.name: LayerSensitivity(0.0) for l in layers})
+    budget = size_budget(instance_of(plan_config(cfg, art), inp.prepared, layers, zero), cfg.max_size)
+    if budget.bytes < budget.smallest:
+        raise InputError(f"limits cannot be met with these bits, pins and ties: --max-size is "
+                         f"{format_amount('size', budget.bytes)}, smallest achievable "
+                         f"{format_amount('size', budget.smallest)}")
+    return budget
+
+
+def check_labels(cfg: AutoConfig, inp: Inputs) -> None:
+    """The labels must index the classes of the first output (2-D [N, C], or --classes-axis)."""
+    from onnx_hawq.validation.metrics import classes_axis
+
+    if inp.labels is None:
+        return
+    name = inp.model.graph.output[0].name
+    shape = first_output_shape(inp)
+    axis = classes_axis(shape, cfg.options.classes_axis)
+    if axis is None or len(shape) != 2:
+        raise InputError(f"--labels needs output {name} to hold class scores for each label ([N, C]); it has "
+                         f"shape {tuple(shape)}")
+    if inp.labels.max(initial=0) >= shape[axis]:
+        raise InputError(f"--labels: label {inp.labels.max()} is out of range for {shape[axis]} classes "
+                         f"(output {name})")
+
+
+def first_output_shape(inp: Inputs) -> tuple:
+    """The first output's shape: from shape inference when static, else from one float run."""
+    from onnx_hawq.layers import inferred_shapes
+    from onnx_hawq.model_io import fixed_batch
+    from onnx_hawq.ort import first_line, session
+
+    name = inp.model.graph.output[0].name
+    shape = inferred_shapes(inp.prepared).get(name)
+    if shape and all(d is not None for d in shape):
+        return shape
+    count = fixed_batch(inp.model) or 1
+    feeds = {k: v[:count] for k, v in inp.data.items()}
+    try:
+        return session(inp.model).run([name], feeds)[0].shape
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise InputError(f"onnxruntime cannot run the model: {first_line(e)}") from None
+
+
 def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
     """Solve the ILP under the size budget; write plan.json. Returns (PlanOutcome, SizeBudget)."""
     from onnx_hawq.layers import find_layers
     from onnx_hawq.planning.instance import instance_of
     from onnx_hawq.planning.planner import PlanOutcome, solve_limits, to_plan
 
-    pcfg = PlanConfig(model=cfg.model, sensitivity=str(art.sensitivity), output=str(art.plan), bits=cfg.bits,
-                      act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual)
+    pcfg = plan_config(cfg, art)
     layers = find_layers(inp.prepared)
     sens.check_model(layers)
     inst = instance_of(pcfg, inp.prepared, layers, sens)
@@ -237,6 +296,8 @@ def run_auto(cfg: AutoConfig, progress: Callable | None = None) -> AutoResult:
     """Run the four stages, timing each; write auto.json. The gate verdict is left to the caller."""
     art = prepare_folder(cfg)
     inp = read_inputs(cfg)
+    check_plan_options(cfg, art, inp)
+    check_labels(cfg, inp)
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     sens = _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, inp, progress is not None)
