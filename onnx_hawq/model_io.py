@@ -144,3 +144,33 @@ def unpad(value: np.ndarray, count: int, batch_size: int) -> np.ndarray:
     if count < batch_size and value.ndim and value.shape[0] == batch_size:
         return value[:count]
     return value
+
+
+def load_model_any(path: str | os.PathLike) -> onnx.ModelProto:
+    """`load_model` for a model of any size: external data loaded, the path-based onnx.checker
+    (models over 2 GB cannot be checked as one message); one-line InputErrors."""
+    from onnx_hawq.large_models import load
+
+    return load(path)
+
+
+def save_model_any(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """`save_model` for a model of any size: a large one (see `large_models.LARGE_BYTES`) is written
+    as `path` plus its weights in `path.data`, both atomically."""
+    from onnx_hawq.large_models import is_large, save
+
+    if is_large(model):
+        save(model, path)
+    else:
+        save_model(model, path)
+
+
+def check_model_output_path(output: str | os.PathLike, model_inputs=(), other_inputs=(), others=()) -> Path:
+    """`check_output_path` for a model output: neither it nor its external data file (`output.data`)
+    may be an input, an input model's external data file, or another output."""
+    from onnx_hawq.large_models import external_data_path, model_files
+
+    inputs = [f for m in model_inputs if m is not None for f in model_files(m)] + list(other_inputs)
+    out = check_output_path(output, *inputs, others=others)
+    check_output_path(external_data_path(output), *inputs, others=[*others, output])
+    return out

@@ -23,7 +23,7 @@ import onnx
 from onnx_hawq.calibration.hessian import HessianConfig
 from onnx_hawq.config import JsonConfig, atomic_write_json
 from onnx_hawq.errors import InputError
-from onnx_hawq.model_io import check_output_path
+from onnx_hawq.model_io import check_model_output_path
 from onnx_hawq.planning.config import Pin, PlanConfig
 from onnx_hawq.planning.limits import Limit, format_amount
 from onnx_hawq.validation.config import CompareOptions, Thresholds
@@ -125,7 +125,7 @@ def prepare_folder(cfg: AutoConfig) -> Artefacts:
         raise InputError(f"-o {folder} is a file; auto writes a folder")
     art = Artefacts.in_folder(folder, cfg.model)
     for path in art.paths():
-        check_output_path(path, cfg.model, cfg.calib, cfg.data)
+        check_model_output_path(path, [cfg.model], [cfg.calib, cfg.data])
     return art
 
 
@@ -133,10 +133,11 @@ def read_inputs(cfg: AutoConfig) -> Inputs:
     """Read the model, both data files and the --labels array, and prepare the model: once, up
     front, so bad input fails before any work."""
     from onnx_hawq.calibration.onnx_route import load_labels
-    from onnx_hawq.model_io import load_data, load_model
+    from onnx_hawq.model_io import load_data
+    from onnx_hawq.model_io import load_model_any
     from onnx_hawq.transforms.prepare import prepare_model
 
-    model = load_model(cfg.model)
+    model = load_model_any(cfg.model)
     calib = load_data(cfg.calib, model, "calibration")
     data = load_data(cfg.data, model)
     labels = None
@@ -264,13 +265,13 @@ def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
 def quantize_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, plan, progress: Callable | None):
     """The quantized model (checked, saved) and its report (saved)."""
     from onnx_hawq.calibration.ranges import CalibConfig
-    from onnx_hawq.model_io import save_model
+    from onnx_hawq.model_io import save_model_any
     from onnx_hawq.quantization import quantize_to_format
 
     model, report = quantize_to_format(inp.prepared, plan, inp.calib, CalibConfig(), progress=progress,
                                        prepared=True)
     report.update(model=cfg.model, output=str(art.model))
-    save_model(model, art.model)
+    save_model_any(model, art.model)
     atomic_write_json(art.quantize_report, report)
     return model, report
 

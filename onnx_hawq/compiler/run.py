@@ -31,10 +31,11 @@ class CompileConfig(JsonConfig):
 def run_compile(config: CompileConfig, echo=lambda s: None):
     """Import, build and export the model; run the --check comparison when asked."""
     from onnx_hawq.compiler.build import parse_target
-    from onnx_hawq.model_io import check_output_path, load_data, load_model
+    from onnx_hawq.model_io import check_model_output_path, load_data
+    from onnx_hawq.model_io import load_model_any
 
-    check_output_path(config.output, config.model, config.check)
-    model = load_model(config.model)
+    check_model_output_path(config.output, [config.model], [config.check])
+    model = load_model_any(config.model)
     data = load_data(config.check, model, "check data") if config.check else None
     target = parse_target(config.target)
     seconds = build_library(model, config, target)
