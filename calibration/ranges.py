@@ -7,7 +7,9 @@ import enum
 
 import numpy as np
 
-from onnx_hawq.model_io import batches
+from onnx_hawq.model_io import fixed_batch
+from onnx_hawq.model_io import padded_batches
+from onnx_hawq.model_io import unpad
 from onnx_hawq.ort import expose, session
 
 SAMPLE_CAP = 200_000  # values kept per tensor for percentile/MSE
@@ -55,15 +57,18 @@ class _Stats:
 
 
 def collect_ranges(model, tensors, data, config: CalibConfig, bits: dict[str, int], progress=None) -> dict:
-    """Map each tensor to its (lo, hi) range on `data` by the configured method."""
+    """Map each tensor to its (lo, hi) range on `data` by the configured method. A fixed-batch model
+    runs in its own batch size, its short last batch padded and the padded rows dropped."""
     sess = session(expose(model, tensors))
     stats = {t: _Stats(config.method != Method.MINMAX) for t in tensors}
     n = min(config.max_samples, len(next(iter(data.values()))))
-    chunks = batches({k: v[:n] for k, v in data.items()}, config.batch_size)
-    total = -(-n // config.batch_size)
-    for feed in (progress(chunks, total=total, desc="calibrate") if progress else chunks):
+    fixed = fixed_batch(model)
+    size = fixed or config.batch_size
+    chunks = padded_batches({k: v[:n] for k, v in data.items()}, size, fixed is not None)
+    total = -(-n // size)
+    for feed, count in (progress(chunks, total=total, desc="calibrate") if progress else chunks):
         for t, value in zip(tensors, sess.run(tensors, feed)):
-            stats[t].add(value)
+            stats[t].add(unpad(value, count, size))
     return {t: _pick(s, config, bits.get(t, 8)) for t, s in stats.items()}
 
 

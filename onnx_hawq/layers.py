@@ -17,6 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from onnx_hawq.large_models import shapes_only
+
 @dataclasses.dataclass(frozen=True)
 class Layer:
     """One quantizable layer: where it is in the graph and what it costs."""
@@ -123,7 +125,7 @@ def inferred_shapes(model: onnx.ModelProto) -> dict[str, tuple]:
     inferred = model
     if any(o not in known for n in model.graph.node for o in n.output if o):
         try:
-            inferred = onnx.shape_inference.infer_shapes(model)
+            inferred = shapes_only(model)  # any size: a > 2 GB model is inferred without its weights
         except Exception:
             pass
     out = {}

@@ -126,3 +126,51 @@ def batches(data: dict[str, np.ndarray], batch_size: int):
     n = len(next(iter(data.values())))
     for start in range(0, n, batch_size):
         yield {k: v[start:start + batch_size] for k, v in data.items()}
+
+
+def padded_batches(data: dict[str, np.ndarray], batch_size: int, pad: bool):
+    """Yield (feeds, count): `batches` of every array; with `pad` (a fixed-batch model) a short last
+    batch is filled up to `batch_size` by repeating its last sample, and `count` is its real rows."""
+    for feeds in batches(data, batch_size):
+        count = len(next(iter(feeds.values())))
+        if pad and count < batch_size:
+            feeds = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - count, axis=0)]) for k, v in feeds.items()}
+        yield feeds, count
+
+
+def unpad(value: np.ndarray, count: int, batch_size: int) -> np.ndarray:
+    """The real rows of a result of a padded batch: the first `count` when its first axis is the
+    batch (other tensors are returned as they are; padding repeats a real sample)."""
+    if count < batch_size and value.ndim and value.shape[0] == batch_size:
+        return value[:count]
+    return value
+
+
+def load_model_any(path: str | os.PathLike) -> onnx.ModelProto:
+    """`load_model` for a model of any size: external data loaded, the path-based onnx.checker
+    (models over 2 GB cannot be checked as one message); one-line InputErrors."""
+    from onnx_hawq.large_models import load
+
+    return load(path)
+
+
+def save_model_any(model: onnx.ModelProto, path: str | os.PathLike) -> None:
+    """`save_model` for a model of any size: a large one (see `large_models.LARGE_BYTES`) is written
+    as `path` plus its weights in `path.data`, both atomically."""
+    from onnx_hawq.large_models import is_large, save
+
+    if is_large(model):
+        save(model, path)
+    else:
+        save_model(model, path)
+
+
+def check_model_output_path(output: str | os.PathLike, model_inputs=(), other_inputs=(), others=()) -> Path:
+    """`check_output_path` for a model output: neither it nor its external data file (`output.data`)
+    may be an input, an input model's external data file, or another output."""
+    from onnx_hawq.large_models import external_data_path, model_files
+
+    inputs = [f for m in model_inputs if m is not None for f in model_files(m)] + list(other_inputs)
+    out = check_output_path(output, *inputs, others=others)
+    check_output_path(external_data_path(output), *inputs, others=[*others, output])
+    return out

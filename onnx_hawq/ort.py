@@ -6,6 +6,9 @@ from __future__ import annotations
 import onnx
 import onnxruntime as ort
 
+from onnx_hawq.large_models import check as check_any_size
+from onnx_hawq.large_models import session as session_any_size
+
 
 def expose(model: onnx.ModelProto, tensors: list[str]) -> onnx.ModelProto:
     """A copy of `model` with `tensors` added as graph outputs."""
@@ -23,7 +26,7 @@ def session(model: onnx.ModelProto, threads: int = 0) -> ort.InferenceSession:
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return session_any_size(model, opts)  # any size: a > 2 GB model loads from a written copy
 
 
 def first_line(e: BaseException) -> str:
@@ -37,7 +40,7 @@ def check_written(model: onnx.ModelProto, what: str = "the quantized model") -> 
     from onnx_hawq.errors import HawqError
 
     try:
-        onnx.checker.check_model(model)
+        check_any_size(model)
     except onnx.checker.ValidationError as e:
         raise HawqError(f"{what} fails onnx.checker: {first_line(e)} (this is a bug in onnx-hawq)") from None
     try:

@@ -23,7 +23,7 @@ import onnx
 from onnx_hawq.calibration.hessian import HessianConfig
 from onnx_hawq.config import JsonConfig, atomic_write_json
 from onnx_hawq.errors import InputError
-from onnx_hawq.model_io import check_output_path
+from onnx_hawq.model_io import check_model_output_path
 from onnx_hawq.planning.config import Pin, PlanConfig
 from onnx_hawq.planning.limits import Limit, format_amount
 from onnx_hawq.validation.config import CompareOptions, Thresholds
@@ -125,7 +125,7 @@ def prepare_folder(cfg: AutoConfig) -> Artefacts:
         raise InputError(f"-o {folder} is a file; auto writes a folder")
     art = Artefacts.in_folder(folder, cfg.model)
     for path in art.paths():
-        check_output_path(path, cfg.model, cfg.calib, cfg.data)
+        check_model_output_path(path, [cfg.model], [cfg.calib, cfg.data])
     return art
 
 
@@ -133,10 +133,11 @@ def read_inputs(cfg: AutoConfig) -> Inputs:
     """Read the model, both data files and the --labels array, and prepare the model: once, up
     front, so bad input fails before any work."""
     from onnx_hawq.calibration.onnx_route import load_labels
-    from onnx_hawq.model_io import load_data, load_model
+    from onnx_hawq.model_io import load_data
+    from onnx_hawq.model_io import load_model_any
     from onnx_hawq.transforms.prepare import prepare_model
 
-    model = load_model(cfg.model)
+    model = load_model_any(cfg.model)
     calib = load_data(cfg.calib, model, "calibration")
     data = load_data(cfg.data, model)
     labels = None
@@ -182,14 +183,73 @@ def sensitivity_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, show_progres
     return sens
 
 
+def plan_config(cfg: AutoConfig, art: Artefacts) -> PlanConfig:
+    return PlanConfig(model=cfg.model, sensitivity=str(art.sensitivity), output=str(art.plan), bits=cfg.bits,
+                      act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual)
+
+
+def check_plan_options(cfg: AutoConfig, art: Artefacts, inp: Inputs) -> SizeBudget:
+    """--bits, --act-bits, --pin, the ties and the size budget, checked before the Hessian: the plan's
+    size does not depend on the sensitivities, so the instance is built with every factor 0."""
+    from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
+    from onnx_hawq.layers import find_layers
+    from onnx_hawq.planning.instance import instance_of
+    from onnx_hawq.plans import fingerprint
+
+    layers = find_layers(inp.prepared)
+    if not layers:
+        raise InputError(f"{cfg.model} has no quantizable layers (Conv/Gemm/MatMul with constant weights)")
+    zero = Sensitivity(fingerprint(layers), "trace", {l.name: LayerSensitivity(0.0) for l in layers})
+    budget = size_budget(instance_of(plan_config(cfg, art), inp.prepared, layers, zero), cfg.max_size)
+    if budget.bytes < budget.smallest:
+        raise InputError(f"limits cannot be met with these bits, pins and ties: --max-size is "
+                         f"{format_amount('size', budget.bytes)}, smallest achievable "
+                         f"{format_amount('size', budget.smallest)}")
+    return budget
+
+
+def check_labels(cfg: AutoConfig, inp: Inputs) -> None:
+    """The labels must index the classes of the first output (2-D [N, C], or --classes-axis)."""
+    from onnx_hawq.validation.metrics import classes_axis
+
+    if inp.labels is None:
+        return
+    name = inp.model.graph.output[0].name
+    shape = first_output_shape(inp)
+    axis = classes_axis(shape, cfg.options.classes_axis)
+    if axis is None or len(shape) != 2:
+        raise InputError(f"--labels needs output {name} to hold class scores for each label ([N, C]); it has "
+                         f"shape {tuple(shape)}")
+    if inp.labels.max(initial=0) >= shape[axis]:
+        raise InputError(f"--labels: label {inp.labels.max()} is out of range for {shape[axis]} classes "
+                         f"(output {name})")
+
+
+def first_output_shape(inp: Inputs) -> tuple:
+    """The first output's shape: from shape inference when static, else from one float run."""
+    from onnx_hawq.layers import inferred_shapes
+    from onnx_hawq.model_io import fixed_batch
+    from onnx_hawq.ort import first_line, session
+
+    name = inp.model.graph.output[0].name
+    shape = inferred_shapes(inp.prepared).get(name)
+    if shape and all(d is not None for d in shape):
+        return shape
+    count = fixed_batch(inp.model) or 1
+    feeds = {k: v[:count] for k, v in inp.data.items()}
+    try:
+        return session(inp.model).run([name], feeds)[0].shape
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise InputError(f"onnxruntime cannot run the model: {first_line(e)}") from None
+
+
 def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
     """Solve the ILP under the size budget; write plan.json. Returns (PlanOutcome, SizeBudget)."""
     from onnx_hawq.layers import find_layers
     from onnx_hawq.planning.instance import instance_of
     from onnx_hawq.planning.planner import PlanOutcome, solve_limits, to_plan
 
-    pcfg = PlanConfig(model=cfg.model, sensitivity=str(art.sensitivity), output=str(art.plan), bits=cfg.bits,
-                      act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual)
+    pcfg = plan_config(cfg, art)
     layers = find_layers(inp.prepared)
     sens.check_model(layers)
     inst = instance_of(pcfg, inp.prepared, layers, sens)
@@ -205,13 +265,13 @@ def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
 def quantize_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, plan, progress: Callable | None):
     """The quantized model (checked, saved) and its report (saved)."""
     from onnx_hawq.calibration.ranges import CalibConfig
-    from onnx_hawq.model_io import save_model
+    from onnx_hawq.model_io import save_model_any
     from onnx_hawq.quantization import quantize_to_format
 
     model, report = quantize_to_format(inp.prepared, plan, inp.calib, CalibConfig(), progress=progress,
                                        prepared=True)
     report.update(model=cfg.model, output=str(art.model))
-    save_model(model, art.model)
+    save_model_any(model, art.model)
     atomic_write_json(art.quantize_report, report)
     return model, report
 
@@ -237,6 +297,8 @@ def run_auto(cfg: AutoConfig, progress: Callable | None = None) -> AutoResult:
     """Run the four stages, timing each; write auto.json. The gate verdict is left to the caller."""
     art = prepare_folder(cfg)
     inp = read_inputs(cfg)
+    check_plan_options(cfg, art, inp)
+    check_labels(cfg, inp)
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     sens = _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, inp, progress is not None)

@@ -18,6 +18,27 @@ from onnx_hawq.arith.ort_math import (dequantize_linear, gap_multiplier, layer_m
 F32 = np.float32
 
 
+def conv_pads(attrs, size, kernel, strides, dilations) -> list[int]:
+    """[top, left, bottom, right] pads of a 2-D convolution: explicit `pads`, or those auto_pad
+    implies (VALID: none; SAME_UPPER/SAME_LOWER: output = ceil(input / stride), the odd pad at the
+    end for SAME_UPPER and at the beginning for SAME_LOWER, as ONNX specifies)."""
+    mode = attrs.get("auto_pad", b"NOTSET")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode == "NOTSET":
+        return list(attrs.get("pads", [0, 0, 0, 0]))
+    if mode == "VALID":
+        return [0, 0, 0, 0]
+    if mode not in ("SAME_UPPER", "SAME_LOWER"):
+        raise NotImplementedError(f"Conv auto_pad {mode!r} is not an ONNX padding mode")
+    begin, end = [], []
+    for n, k, s, d in zip(size, kernel, strides, dilations):
+        total = max(0, (-(-n // s) - 1) * s + (k - 1) * d + 1 - n)
+        small, large = total // 2, total - total // 2
+        begin.append(small if mode == "SAME_UPPER" else large)
+        end.append(large if mode == "SAME_UPPER" else small)
+    return begin + end
+
+
 def _conv_int(x, w, attrs):
     """Exact integer N-D... 2-D convolution (groups, strides, pads, dilations) in int64."""
     n, c, h, wd = x.shape
@@ -25,9 +46,7 @@ def _conv_int(x, w, attrs):
     group = attrs.get("group", 1)
     sh, sw = attrs.get("strides", [1, 1])
     dh, dw = attrs.get("dilations", [1, 1])
-    pads = attrs.get("pads", [0, 0, 0, 0])
-    if attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID", "VALID"):
-        raise NotImplementedError("auto_pad SAME is not supported by the reference")
+    pads = conv_pads(attrs, (h, wd), (kh, kw), (sh, sw), (dh, dw))
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     oh = (xp.shape[2] - dh * (kh - 1) - 1) // sh + 1
     ow = (xp.shape[3] - dw * (kw - 1) - 1) // sw + 1

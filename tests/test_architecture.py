@@ -14,6 +14,7 @@ LAYERS = [
     ("onnx_hawq.arith", 1),
     ("onnx_hawq.model_io", 2), ("onnx_hawq.ort", 2), ("onnx_hawq.layers", 2), ("onnx_hawq.plans", 2),
     ("onnx_hawq.report", 2), ("onnx_hawq.reference", 2), ("onnx_hawq.value_ranges", 2), ("onnx_hawq.topology", 2),
+    ("onnx_hawq.large_models", 2),
     ("onnx_hawq.transforms", 3),
     ("onnx_hawq.calibration", 4),
     ("onnx_hawq.quantization", 5), ("onnx_hawq.planning", 5),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 
+from onnx_hawq.large_models import infer_shapes
 from onnx_hawq.errors import InputError
 from onnx_hawq.transforms import fold_batchnorm, fold_channel_affine, fold_constants, remove_identity, sum_to_add
 from onnx_hawq.transforms.graph import apply_rules
@@ -47,7 +48,7 @@ def prepare_model(model: onnx.ModelProto) -> onnx.ModelProto:
     out = _upgrade_opset(out)
     apply_rules(out, FOLD_RULES + CLEANUP_RULES)
     try:
-        out = onnx.shape_inference.infer_shapes(out, data_prop=True)
+        out = infer_shapes(out, data_prop=True)
     except Exception:
         pass
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from onnx_hawq.cli.options import classes_axis_option
 from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet, loss_option, model_argument,
                                    progress, threshold_options, verbosity)
 
@@ -34,13 +35,14 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @batch_size_option
 @threshold_options
 @backends_option
+@classes_axis_option
 @click.option("--no-layerwise", is_flag=True, help="Skip the layer-wise report and plot.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for every artefact (created if missing).")
 @verbosity
 def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie_residual, max_iter, tol, seed,
             threads, batch_size, min_sqnr, min_cosine, min_top1_agreement, max_accuracy_drop, backends,
-            no_layerwise, output):
+            no_layerwise, output, classes_axis):
     """Quantize MODEL with Hessian-aware mixed precision under --max-size and validate it; exit 1 if the gate fails.
 
     Writes into -o: sensitivity.json/.png, plan.json, MODEL.quant.onnx, quantize.json, validation.json,
@@ -64,7 +66,8 @@ def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie
                      labels=labels, loss=loss, bits=parse_bits(bits, "--bits"),
                      act_bits=parse_bits(act_bits, "--act-bits"),
                      pins=tuple(parse_pin(p) for p in pin), tie_residual=tie_residual, hessian=hessian,
-                     threads=threads, options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends)),
+                     threads=threads, options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends),
+                                                         classes_axis),
                      thresholds=thresholds)
     result = run_auto(cfg, progress=None if is_quiet() else progress)
     if not is_quiet():

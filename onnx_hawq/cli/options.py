@@ -152,3 +152,10 @@ def backends_option(f):
     return click.option("--backends", default="ort", show_default=True,
                         help="Comma-separated backends to run the quantized model on; each besides ort must "
                              "equal onnxruntime bit for bit (ort, reference).")(f)
+
+
+def classes_axis_option(f):
+    """--classes-axis: where the outputs hold class scores (top-1 agreement and accuracy)."""
+    return click.option("--classes-axis", type=int, default=None, metavar="K",
+                        help="Axis of the class scores in the outputs, for top-1 agreement and --labels (e.g. -1 "
+                             "for [N, T, C]) [default: only 2-D [N, C] outputs are classifiers].")(f)

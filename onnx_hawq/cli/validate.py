@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from onnx_hawq.cli.options import classes_axis_option
 from onnx_hawq.cli.options import (backends_option, batch_size_option, data_option, is_quiet, layerwise_options,
                                    progress, threshold_options, verbosity)
 
@@ -17,11 +18,12 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, data_opti
 @threshold_options
 @layerwise_options
 @backends_option
+@classes_axis_option
 @click.option("--report", type=click.Path(dir_okay=False), help="JSON report to write.")
 @click.option("--top", type=click.IntRange(1), default=None, help="Layer-wise rows to print (default: all).")
 @verbosity
 def command(float_model, quant_model, data, labels, batch_size, min_sqnr, min_cosine, min_top1_agreement,
-            max_accuracy_drop, layerwise, plot, backends, report, top):
+            max_accuracy_drop, layerwise, plot, backends, report, top, classes_axis):
     """Compare QUANT_MODEL with FLOAT_MODEL on --data in onnxruntime: a PASSED/FAILED line per check.
 
     Exit code 0 when every check passes, 1 when one fails, 2 on bad input (missing or invalid files,
@@ -35,7 +37,7 @@ def command(float_model, quant_model, data, labels, batch_size, min_sqnr, min_co
     thresholds = Thresholds(parse_threshold(min_sqnr, "--min-sqnr"), parse_threshold(min_cosine, "--min-cosine"),
                             parse_threshold(min_top1_agreement, "--min-top1-agreement"),
                             parse_threshold(max_accuracy_drop, "--max-accuracy-drop"))
-    options = CompareOptions(batch_size, layerwise or plot is not None, parse_backends(backends))
+    options = CompareOptions(batch_size, layerwise or plot is not None, parse_backends(backends), classes_axis)
     cfg = ValidateConfig(float_model, quant_model, data, labels, options, thresholds, report, plot)
     result = run_validate(cfg, progress=None if is_quiet() else progress)
     if is_quiet():

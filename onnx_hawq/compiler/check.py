@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 import onnx
 
+
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
     """Library vs onnxruntime per graph output: differing elements, worst per-sample cosine, and
@@ -73,3 +74,14 @@ def compare(model: onnx.ModelProto, got: list[np.ndarray], want: list[np.ndarray
         diff[n] = float(np.abs(g.astype(np.float64) - w.astype(np.float64)).max()) if same and w.size else 0.0
     approx = tuple(n for n in names if n in tainted)
     return CheckResult(mism, {n: int(w.size) for n, w in zip(names, want)}, cos, diff, ops, threshold, approx)
+
+
+def merge(a: CheckResult | None, b: CheckResult) -> CheckResult:
+    """Two batches' results as one: mismatches and sizes add up, the worst cosine and |diff| stay."""
+    if a is None:
+        return b
+    return dataclasses.replace(
+        a, mismatches={n: a.mismatches[n] + b.mismatches[n] for n in a.mismatches},
+        sizes={n: a.sizes[n] + b.sizes[n] for n in a.sizes},
+        min_cosine={n: min(a.min_cosine[n], b.min_cosine[n]) for n in a.min_cosine},
+        max_abs={n: max(a.max_abs[n], b.max_abs[n]) for n in a.max_abs})

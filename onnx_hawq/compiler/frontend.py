@@ -15,7 +15,7 @@ import onnx
 
 from onnx_hawq.compiler.converters import CONVERTERS, INPUT_RANGES, UnsupportedNode, quantize_linear
 from onnx_hawq.value_ranges import node_input_ranges
-from onnx_hawq.errors import HawqError, InputError
+from onnx_hawq.errors import InputError
 from onnx_hawq.ort import first_line
 
 
@@ -82,7 +82,7 @@ def import_onnx(model: onnx.ModelProto, shapes: dict[str, list] | None = None):
             return from_onnx(model, shape_dict=shapes, dtype_dict=input_dtypes(model))
     except UnsupportedNode:
         raise
-    except Exception as e:  # TVM raises TVMError, ValueError, AssertionError ...
-        raise HawqError(f"TVM cannot import the model: {type(e).__name__}: {first_line(e)}") from None
+    except Exception as e:  # TVM raises TVMError, ValueError, AssertionError ...: the model is what it cannot take
+        raise InputError(f"TVM cannot import the model: {type(e).__name__}: {first_line(e)}") from None
     finally:
         INPUT_RANGES.reset(token)

@@ -7,6 +7,10 @@ import dataclasses
 import time
 
 from onnx_hawq.config import JsonConfig
+from onnx_hawq.errors import HawqError
+from onnx_hawq.model_io import fixed_batch
+from onnx_hawq.model_io import padded_batches
+from onnx_hawq.model_io import unpad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,20 +25,27 @@ class CompileConfig(JsonConfig):
     check: str | None = None
     batch: int | None = None
     min_cosine: float = 0.99  # --check on graphs with float ops between integer ops
+    check_batch_size: int = 64  # samples per run of --check on a model with a symbolic batch
 
 
 def run_compile(config: CompileConfig, echo=lambda s: None):
     """Import, build and export the model; run the --check comparison when asked."""
     from onnx_hawq.compiler.build import parse_target
-    from onnx_hawq.model_io import check_output_path, load_data, load_model
+    from onnx_hawq.model_io import check_model_output_path, load_data
+    from onnx_hawq.model_io import load_model_any
 
-    check_output_path(config.output, config.model, config.check)
-    model = load_model(config.model)
+    check_model_output_path(config.output, [config.model], [config.check])
+    model = load_model_any(config.model)
     data = load_data(config.check, model, "check data") if config.check else None
     target = parse_target(config.target)
     seconds = build_library(model, config, target)
     echo(f"built {config.output} for {config.target} in {seconds:.1f}s")
-    return None if data is None else check_library(config, model, data, target)
+    if data is None:
+        return None
+    try:
+        return check_library(config, model, data, target)
+    except HawqError as e:  # the library is the product: it stays, and the message says so
+        raise type(e)(f"{e} (the check did not finish; {config.output} was built and is kept)") from None
 
 
 def build_library(model, config: CompileConfig, target) -> float:
@@ -48,20 +59,34 @@ def build_library(model, config: CompileConfig, target) -> float:
 
 
 def check_library(config: CompileConfig, model, data: dict, target):
-    """Run the exported library and onnxruntime on `data` -> `compile.check.CheckResult`."""
-    from onnx_hawq.ort import session
+    """Run the exported library and onnxruntime on `data`, batch by batch (memory bounded by one
+    batch) -> `compile.check.CheckResult`. `--batch B` checks the first B samples (the library's
+    batch); a model with a fixed batch runs in it, its short last batch padded and the padding dropped."""
+    from onnx_hawq.ort import first_line, session
     from onnx_hawq.compiler import build as tb
-    from onnx_hawq.compiler.check import compare
-    from onnx_hawq.errors import HawqError
+    from onnx_hawq.compiler.check import compare, merge
 
     if target.kind.name == "cuda" and not tb.require_tvm().cuda(0).exist:
         raise HawqError("--check needs a CUDA device for a cuda target; none is present")
     if config.batch:
         data = {k: v[: config.batch] for k, v in data.items()}
-    vm = tb.load(config.output, target)
-    got = tb.run_vm(vm, model, data, tb.device_of(target))
-    want = session(model).run([o.name for o in model.graph.output], data)
-    return compare(model, got, want, config.min_cosine)
+    fixed = config.batch or fixed_batch(model)
+    size = fixed or config.check_batch_size
+    vm, names = tb.load(config.output, target), [o.name for o in model.graph.output]
+    try:
+        sess = session(model)
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise HawqError(f"onnxruntime cannot load the model: {first_line(e)}") from None
+    result = None
+    for feeds, count in padded_batches(data, size, fixed is not None):
+        try:
+            out = tb.run_vm(vm, model, feeds, tb.device_of(target))
+        except Exception as e:  # TVMError and friends
+            raise HawqError(f"the TVM library failed on the check data: {type(e).__name__}: {first_line(e)}") from None
+        got = [unpad(v, count, size) for v in out]
+        want = [unpad(v, count, size) for v in sess.run(names, feeds)]
+        result = merge(result, compare(model, got, want, config.min_cosine))
+    return result
 
 
 def _shapes(model, batch: int | None) -> dict | None:

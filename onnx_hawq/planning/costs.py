@@ -81,6 +81,9 @@ def perturbations(model: onnx.ModelProto, layers, sens, choices, metric: str) ->
     out = []
     for layer in layers:
         factor = sensitivity_of(sens, layer, metric)
+        if factor == 0.0:  # an insensitive layer (or a cost-only instance): no need to quantize its weights
+            out.append((0.0,) * len(choices))
+            continue
         errors = weight_errors(weights_of(model, layer), choices)
         out.append(tuple(factor * e for e in errors))
     return tuple(out)

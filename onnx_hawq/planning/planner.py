@@ -38,8 +38,19 @@ class PlanOutcome:
         return "\n".join(lines)
 
 
+def check_bops_known(inst: Instance) -> None:
+    """Refuse a BOPs limit when some layer's MACs are unknown (counted as 0 they would let any plan pass)."""
+    unknown = [l.name for l in inst.layers if l.macs == 0]
+    if unknown:
+        shown = ", ".join(unknown[:8]) + (f" and {len(unknown) - 8} more" if len(unknown) > 8 else "")
+        raise InputError(f"--max-bops needs static shapes: the MACs of layer(s) {shown} are unknown (dynamic "
+                         f"spatial dimensions); fix the input shapes first (python -m onnxruntime.tools.make_dynamic_shape_fixed)")
+
+
 def resolve_limits(cfg: PlanConfig, inst: Instance) -> dict[str, int]:
     """Each given limit in integer base units (percentages resolved against the smallest plan and W8A8)."""
+    if cfg.max_bops is not None:
+        check_bops_known(inst)
     return {l.resource: l.resolve(inst.all8[l.resource], lowest_use(inst, l.resource)) for l in cfg.limits()}
 
 

@@ -65,7 +65,9 @@ def reference_backend(model: onnx.ModelProto, names: list[str]) -> Run:
     def run(feeds):
         try:
             return runner.run(names, feeds)
-        except (NotImplementedError, KeyError, ValueError) as e:
+        except NotImplementedError as e:  # an op or attribute the interpreter does not support: bad input
+            raise InputError(f"reference interpreter: {first_line(e)}") from None
+        except (KeyError, ValueError) as e:
             raise HawqError(f"reference interpreter failed: {type(e).__name__}: {first_line(e)}") from None
 
     return run

@@ -19,12 +19,14 @@ import onnx
 
 from onnx_hawq.errors import InputError
 from onnx_hawq.report import float_rounding
-from onnx_hawq.model_io import batches, fixed_batch
+from onnx_hawq.model_io import fixed_batch
+from onnx_hawq.model_io import padded_batches
+from onnx_hawq.model_io import unpad
 from onnx_hawq.validation import layerwise as lw
 from onnx_hawq.validation.backends import load_backend
 from onnx_hawq.validation.config import CompareOptions
 from onnx_hawq.validation.metrics import (Counter, Mismatch, MismatchStats, TensorMetrics, TensorStats,
-                                        is_classifier, sample_cosines)
+                                        classes_axis, sample_cosines)
 
 log = logging.getLogger("onnx_hawq")
 
@@ -80,6 +82,7 @@ class Comparison:
     not_compared: int = 0  # integer tensors derived from float arithmetic (not comparable bit for bit)
     float_rounding: tuple[str, ...] = ()  # the float op types responsible
     backend_cosine: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # such outputs
+    skipped_layers: tuple[lw.Skipped, ...] = ()  # integer nodes the layer-wise report could not map
 
 
 def output_pairs(float_model: onnx.ModelProto, quant_model: onnx.ModelProto) -> list[tuple[str, str]]:
@@ -114,15 +117,17 @@ class Comparator:
         """`prepared_float`: `float_model` after `prepare_model`, when the caller has it already."""
         self.options = options
         self.pairs = output_pairs(float_model, quant_model)
-        self.batch_size = fixed_batch(quant_model) or options.batch_size
+        fixed = fixed_batch(quant_model) or fixed_batch(float_model)
+        self.batch_size, self.pad = fixed or options.batch_size, fixed is not None
         self.tensors: list[lw.QuantTensor] = []
+        self.skipped: list[lw.Skipped] = []
         if options.layerwise:
             if prepared_float is None:
                 from onnx_hawq.transforms.prepare import prepare_model
 
                 prepared_float = prepare_model(float_model)
             float_model = prepared_float
-            self.tensors = lw.matched(lw.quant_tensors(quant_model), float_model)
+            self.tensors = lw.matched(lw.quant_tensors(quant_model, self.skipped), float_model, self.skipped)
             if not self.tensors:
                 log.warning("layer-wise: no node of the quantized model maps back to the float graph "
                             "(hawq.output metadata, T_quantized, T_scale, T_zero_point)")
@@ -148,35 +153,40 @@ class Comparator:
 
     def run(self, data: dict[str, np.ndarray], labels: np.ndarray | None = None,
             progress: Callable | None = None) -> Comparison:
-        """Compare the models on `data` (arrays named after the inputs); `labels` give accuracy."""
+        """Compare the models on `data` (arrays named after the inputs); `labels` give accuracy.
+        A fixed-batch model's short last batch is padded, and the padded rows dropped from every metric."""
         acc = _Accumulators(self)
-        chunks = batches(data, self.batch_size)
+        chunks = padded_batches(data, self.batch_size, self.pad)
         n = len(next(iter(data.values())))
         total = -(-n // self.batch_size)
         start = 0
-        for feeds in (progress(chunks, total=total, desc="validate") if progress else chunks):
-            count = len(next(iter(feeds.values())))
-            self._batch(acc, feeds, None if labels is None else labels[start:start + count])
+        for feeds, count in (progress(chunks, total=total, desc="validate") if progress else chunks):
+            self._batch(acc, feeds, count, None if labels is None else labels[start:start + count])
             start += count
         return acc.result(n, labels is not None)
 
-    def _batch(self, acc: "_Accumulators", feeds: dict, labels: np.ndarray | None) -> None:
-        fv = dict(zip(self.float_names, self.float_run(feeds)))
-        qv = dict(zip(self.quant_names, self.quant_run(feeds)))
+    def _real(self, names: list[str], values: list[np.ndarray], count: int) -> dict[str, np.ndarray]:
+        """name -> value with the padded rows of the batch dropped."""
+        return {k: unpad(v, count, self.batch_size) for k, v in zip(names, values)}
+
+    def _batch(self, acc: "_Accumulators", feeds: dict, count: int, labels: np.ndarray | None) -> None:
+        fv = self._real(self.float_names, self.float_run(feeds), count)
+        qv = self._real(self.quant_names, self.quant_run(feeds), count)
         for f, q in self.pairs:
             acc.add_output(f, fv[f], qv[q], labels)
-        values = {**feeds, **fv}
+        real = {k: v[:count] for k, v in feeds.items()}
+        values = {**real, **fv}
         for t in self.tensors:
             acc.layers[t.qname].add(fv[t.float_name], t.dequantize(qv[t.qname]), t.float_name)
             if t.qname in self.locals:
                 (local,) = self.locals[t.qname](lw.local_feeds(t, values))
                 acc.local[t.qname].add(fv[t.float_name], t.dequantize(local), t.float_name)
-        self._backends(acc, feeds, qv)
+        self._backends(acc, feeds, count, qv)
 
-    def _backends(self, acc: "_Accumulators", feeds: dict, qv: dict) -> None:
+    def _backends(self, acc: "_Accumulators", feeds: dict, count: int, qv: dict) -> None:
         """Extra backends vs onnxruntime: bit for bit where possible, else outputs by cosine."""
         for name, run in self.extra.items():
-            for tensor, value in zip(self.fetched, run(feeds)):
+            for tensor, value in self._real(self.fetched, run(feeds), count).items():
                 if tensor in self.compared_set and (qv[tensor].dtype in QUANT_DTYPES or tensor in self.dequantized):
                     acc.mismatch[name].setdefault(tensor, MismatchStats()).add(qv[tensor], value)
                 if tensor in self.approx:
@@ -200,19 +210,22 @@ class _Accumulators:
 
     def add_output(self, name: str, ref: np.ndarray, test: np.ndarray, labels: np.ndarray | None) -> None:
         self.outputs[name].add(ref, test, f"output {name}")
-        if is_classifier(ref.shape):
-            self.top1[name].add(ref.argmax(1) == test.argmax(1))
+        axis = classes_axis(ref.shape, self.comp.options.classes_axis)
+        if axis is not None:
+            self.top1[name].add(ref.argmax(axis) == test.argmax(axis))
         if labels is not None and name == self.comp.pairs[0][0]:
-            self._accuracy(name, ref, test, labels)
+            self._accuracy(name, ref, test, labels, axis)
 
-    def _accuracy(self, name: str, ref: np.ndarray, test: np.ndarray, labels: np.ndarray) -> None:
-        if not is_classifier(ref.shape) or ref.argmax(1).shape != labels.shape:
-            raise InputError(f"--labels needs output {name} to hold class scores on axis 1 for each label; "
+    def _accuracy(self, name: str, ref: np.ndarray, test: np.ndarray, labels: np.ndarray, axis: int | None) -> None:
+        if axis is None or ref.argmax(axis).shape != labels.shape:
+            where = "axis 1 of a 2-D output" if self.comp.options.classes_axis is None else \
+                f"axis {self.comp.options.classes_axis}"
+            raise InputError(f"--labels needs output {name} to hold class scores on {where} for each label; "
                              f"it has shape {ref.shape}, the labels {labels.shape}")
-        if labels.max(initial=0) >= ref.shape[1]:
-            raise InputError(f"--labels: label {labels.max()} is out of range for {ref.shape[1]} classes")
-        self.correct[0].add(ref.argmax(1) == labels)
-        self.correct[1].add(test.argmax(1) == labels)
+        if labels.max(initial=0) >= ref.shape[axis]:
+            raise InputError(f"--labels: label {labels.max()} is out of range for {ref.shape[axis]} classes")
+        self.correct[0].add(ref.argmax(axis) == labels)
+        self.correct[1].add(test.argmax(axis) == labels)
 
     def result(self, samples: int, with_labels: bool) -> Comparison:
         outputs = {f: OutputResult(self.outputs[f].metrics(), self.top1[f].percent()) for f, _ in self.comp.pairs}
@@ -226,4 +239,5 @@ class _Accumulators:
         backends = {b: {t: s.result() for t, s in m.items()} for b, m in self.mismatch.items()}
         skipped = (self.comp.not_compared, self.comp.float_rounding) if backends else (0, ())
         cosines = {b: c for b, c in self.backend_cos.items() if c}
-        return Comparison(samples, outputs, accuracy, tuple(layers), backends, *skipped, cosines)
+        return Comparison(samples, outputs, accuracy, tuple(layers), backends, *skipped, cosines,
+                          tuple(self.comp.skipped))

@@ -35,15 +35,19 @@ class Thresholds(JsonConfig):
 
 @dataclasses.dataclass(frozen=True)
 class CompareOptions(JsonConfig):
-    """How the Comparator runs: batch size, the layer-wise report, extra backends checked against ORT."""
+    """How the Comparator runs: batch size, the layer-wise report, extra backends checked against ORT,
+    and the classes axis of the outputs (None: only 2-D [N, C] outputs are classifiers)."""
 
     batch_size: int = 64
     layerwise: bool = False
     backends: tuple[str, ...] = ("ort",)
+    classes_axis: Optional[int] = None
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise InputError("--batch-size must be >= 1")
+        if self.classes_axis is not None and self.classes_axis == 0:
+            raise InputError("--classes-axis 0 is the sample axis; give the axis of the class scores (e.g. -1)")
 
     @property
     def extra_backends(self) -> tuple[str, ...]:

@@ -39,6 +39,16 @@ class QuantInput:
 
 
 @dataclasses.dataclass(frozen=True)
+class Skipped:
+    """An integer node the layer-wise report could not map back to the float graph, and why."""
+
+    node: str
+    op: str
+    tensor: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
 class QuantTensor:
     """One integer node's output, mapped back to the float tensor it stands for."""
 
@@ -92,8 +102,15 @@ def _data_inputs(node, producers, inits) -> tuple[QuantInput, ...]:
     return tuple(found) if found and all(found) else ()
 
 
-def quant_tensors(model: onnx.ModelProto) -> list[QuantTensor]:
-    """Every node with hawq.output whose T_quantized, T_scale and T_zero_point exist, in graph order."""
+def _skip(skipped: list | None, node, tensor: str, reason: str) -> None:
+    log.warning("layer-wise: %s: %s; skipped", node.name, reason)
+    if skipped is not None:
+        skipped.append(Skipped(node.name, node.op_type, tensor, reason))
+
+
+def quant_tensors(model: onnx.ModelProto, skipped: list | None = None) -> list[QuantTensor]:
+    """Every node with hawq.output whose T_quantized, T_scale and T_zero_point exist, in graph order;
+    the others are appended to `skipped` (a `Skipped` each)."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     producers = {o: n for n in model.graph.node for o in n.output}
     out, seen = [], set()
@@ -110,7 +127,9 @@ def quant_tensors(model: onnx.ModelProto) -> list[QuantTensor]:
         qname = schema.qname(tensor)
         scale, zp = _scalar(inits, schema.scale_name(tensor)), _scalar(inits, schema.zero_point_name(tensor))
         if qname not in producers or scale is None or zp is None:
-            log.warning("layer-wise: %s: no %s with a scale and zero point; skipped", node.name, qname)
+            missing = [what for what, ok in ((qname, qname in producers), (schema.scale_name(tensor), scale is not None),
+                                             (schema.zero_point_name(tensor), zp is not None)) if not ok]
+            _skip(skipped, node, tensor, f"no {', '.join(missing)} in the quantized model")
             continue
         seen.add(tensor)
         out.append(QuantTensor(node.name, node.op_type, str(meta.get("layer", node.name)), bits_label(meta),
@@ -168,13 +187,16 @@ def float_names(tensors: list[QuantTensor]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def matched(tensors: list[QuantTensor], float_model: onnx.ModelProto) -> list[QuantTensor]:
-    """Keep the tensors whose float counterparts exist in `float_model` (others are logged)."""
+def matched(tensors: list[QuantTensor], float_model: onnx.ModelProto, skipped: list | None = None) -> list[QuantTensor]:
+    """Keep the tensors whose float counterparts exist in `float_model` (others go to `skipped`)."""
     known = {o for n in float_model.graph.node for o in n.output} | {i.name for i in float_model.graph.input}
     keep = []
     for t in tensors:
         if t.float_name not in known:
-            log.warning("layer-wise: float tensor %s of %s is not in the float model; skipped", t.float_name, t.node)
+            reason = f"float tensor {t.float_name} is not in the float model"
+            log.warning("layer-wise: %s: %s; skipped", t.node, reason)
+            if skipped is not None:
+                skipped.append(Skipped(t.node, t.op, t.float_name, reason))
             continue
         if any(qi.float_name not in known for qi in t.inputs):
             t = dataclasses.replace(t, inputs=())

@@ -1,8 +1,9 @@
 """Error metrics between a reference tensor and a test tensor, accumulated batch by batch.
 
 SQNR = 10·log10(Σ ref² / Σ (test − ref)²) over every element seen (inf when identical);
-cosine = mean over samples of the cosine similarity of the flattened sample tensors;
-top-1 = argmax over axis 1 (classes on axis 1, as in the sensitivity loss).
+cosine = mean (and min) over samples of the cosine similarity of the flattened sample tensors;
+top-1 = argmax over the classes axis: axis 1 of a 2-D [N, C] output, or a declared axis
+(`--classes-axis`); other outputs (an OCR recognizer's [N, T, C], a detector's anchors) have no top-1.
 """
 
 from __future__ import annotations
@@ -18,9 +19,18 @@ from onnx_hawq.errors import InputError
 __all__ = ["sample_cosines", "sqnr_db"]
 
 
-def is_classifier(shape: tuple) -> bool:
-    """An output with two or more classes on axis 1 (logits or probabilities)."""
-    return len(shape) >= 2 and shape[1] > 1
+def classes_axis(shape: tuple, axis: int | None = None) -> int | None:
+    """The axis holding class scores: `axis` when declared (and the output has it, with two or more
+    entries), else 1 for a 2-D [N, C] output with C >= 2; None when the output is no classifier."""
+    if axis is None:
+        return 1 if len(shape) == 2 and shape[1] > 1 else None
+    k = axis + len(shape) if axis < 0 else axis
+    return k if 0 < k < len(shape) and shape[k] > 1 else None
+
+
+def is_classifier(shape: tuple, axis: int | None = None) -> bool:
+    """An output with two or more class scores on its classes axis (see `classes_axis`)."""
+    return classes_axis(shape, axis) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +38,11 @@ class TensorMetrics:
     """How far a test tensor is from its reference, over all samples."""
 
     sqnr_db: float
-    cosine: float
+    cosine: float  # mean per-sample cosine
     max_abs_error: float
     mean_abs_error: float
     elements: int
+    min_cosine: float = 1.0  # worst per-sample cosine
 
 
 @dataclasses.dataclass
@@ -41,6 +52,7 @@ class TensorStats:
     signal2: float = 0.0
     noise2: float = 0.0
     cosine_sum: float = 0.0
+    cosine_min: float = 1.0
     samples: int = 0
     abs_sum: float = 0.0
     abs_max: float = 0.0
@@ -55,6 +67,7 @@ class TensorStats:
         self.noise2 += float(np.sum(err * err))
         cos = sample_cosines(ref, test)
         self.cosine_sum += float(cos.sum())
+        self.cosine_min = min(self.cosine_min, float(cos.min(initial=1.0)))
         self.samples += len(cos)
         self.abs_sum += float(err.sum())
         self.abs_max = max(self.abs_max, float(err.max(initial=0.0)))
@@ -62,7 +75,7 @@ class TensorStats:
 
     def metrics(self) -> TensorMetrics:
         return TensorMetrics(sqnr_db(self.signal2, self.noise2), self.cosine_sum / max(self.samples, 1),
-                             self.abs_max, self.abs_sum / max(self.elements, 1), self.elements)
+                             self.abs_max, self.abs_sum / max(self.elements, 1), self.elements, self.cosine_min)
 
 
 @dataclasses.dataclass

@@ -47,8 +47,8 @@ def _num(v: float) -> str:
 def output_checks(comp: Comparison, th: Thresholds) -> list[Check]:
     """SQNR, cosine and top-1 agreement of every output (top-1 only for classification outputs)."""
     if th.min_top1_agreement is not None and all(o.top1_agreement is None for o in comp.outputs.values()):
-        raise InputError("--min-top1-agreement needs an output with class scores on axis 1; "
-                         f"{', '.join(comp.outputs)} has none")
+        raise InputError("--min-top1-agreement needs an output with class scores (a 2-D [N, C] output, or "
+                         f"--classes-axis K); {', '.join(comp.outputs)} has none")
     checks = []
     for name, out in comp.outputs.items():
         if th.min_sqnr is not None:
@@ -105,6 +105,8 @@ class Report:
         parts = [format_outputs(self.comparison)]
         if self.comparison.layers:
             parts.append(format_layers(self.comparison.layers, top))
+        if self.comparison.skipped_layers:
+            parts.append(format_skipped(self.comparison))
         if self.comparison.backends:
             parts.append(format_backends(self.comparison))
         parts.append("\n".join(c.line() for c in self.checks) or "no checks (every threshold is off)")
@@ -134,8 +136,8 @@ def format_outputs(comp: Comparison) -> str:
     for name, out in comp.outputs.items():
         m = out.metrics
         top1 = "" if out.top1_agreement is None else f"  top-1 agreement {out.top1_agreement:.2f}%"
-        lines.append(f"output {name}: SQNR {_db(m.sqnr_db)} dB  cosine {m.cosine:.6f}  "
-                     f"max|err| {m.max_abs_error:.4g}  mean|err| {m.mean_abs_error:.4g}{top1}")
+        lines.append(f"output {name}: SQNR {_db(m.sqnr_db)} dB  cosine {m.cosine:.6f} (min per sample "
+                     f"{m.min_cosine:.6f})  max|err| {m.max_abs_error:.4g}  mean|err| {m.mean_abs_error:.4g}{top1}")
     if comp.accuracy is not None:
         a = comp.accuracy
         lines.append(f"accuracy ({a.output}): float {a.float:.2f}%  quantized {a.quantized:.2f}%  "
@@ -155,6 +157,13 @@ def format_layers(layers: tuple[LayerResult, ...], top: int | None = None) -> st
                      f"{_db(r.metrics.sqnr_db):>8}  {r.metrics.cosine:>8.5f}  {r.metrics.max_abs_error:>9.4g}")
     if len(shown) < len(layers):
         lines.append(f"... {len(layers) - len(shown)} more in the JSON report")
+    return "\n".join(lines)
+
+
+def format_skipped(comp: Comparison) -> str:
+    """The integer nodes the layer-wise report left out, with the reason for each."""
+    lines = [f"layer-wise: {len(comp.skipped_layers)} integer node(s) not mapped back to the float graph"]
+    lines += [f"  {s.node} ({s.op}, {s.tensor}): {s.reason}" for s in comp.skipped_layers]
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 
 from onnx_hawq.config import JsonConfig, atomic_write_bytes, atomic_write_json
 from onnx_hawq.errors import InputError
-from onnx_hawq.model_io import check_output_path, load_data, load_model
+from onnx_hawq.model_io import check_output_path, load_data
+from onnx_hawq.model_io import load_model_any
 from onnx_hawq.validation.comparator import Comparator
 from onnx_hawq.validation.config import CompareOptions, Thresholds
 from onnx_hawq.validation.report import Report, evaluate
@@ -68,7 +69,7 @@ def check_inputs(float_model, quant_model, data: dict) -> None:
 def run_validate(cfg: ValidateConfig, progress: Callable | None = None) -> Report:
     """Compare the models on the data, evaluate the thresholds, write the JSON report and plot."""
     check_outputs(cfg)
-    float_model, quant_model = load_model(cfg.float_model), load_model(cfg.quant_model)
+    float_model, quant_model = load_model_any(cfg.float_model), load_model_any(cfg.quant_model)
     data = load_data(cfg.data, float_model)
     labels = load_labels_for(cfg, len(next(iter(data.values()))))
     return validate_models(cfg, float_model, quant_model, data, labels, progress)
