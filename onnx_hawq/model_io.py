@@ -40,7 +40,8 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
 
 
 def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike, others=()) -> Path:
-    """Refuse an output path that names one of the command's `inputs` or its `others` outputs."""
+    """Refuse an output path that names one of the command's `inputs` or its `others` outputs, or
+    that cannot be written (checked before any work, so a failing command leaves nothing behind)."""
     out = Path(output)
     for src in inputs:
         if src is not None and out.resolve() == Path(src).resolve():
@@ -48,7 +49,19 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike, oth
     for dst in others:
         if dst is not None and out.resolve() == Path(dst).resolve():
             raise InputError(f"output path {out} is another output of this command; choose another path")
+    _check_folder_writable(out)
     return out
+
+
+def _check_folder_writable(out: Path) -> None:
+    """The nearest existing folder above `out` must be a folder we may write into."""
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {out}: {parent} is not writable")
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
@@ -74,11 +87,7 @@ def load_data(path: str | os.PathLike, model: onnx.ModelProto, what: str = "data
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise InputError(f"{what} file {path} is not a readable .npz ({type(e).__name__})") from None
+    arrays = read_npz(path, what)
     specs = input_specs(model)
     missing = [n for n in specs if n not in arrays]
     if missing:
@@ -97,6 +106,27 @@ def load_data(path: str | os.PathLike, model: onnx.ModelProto, what: str = "data
     if not count:
         raise InputError(f"{what} file {path} holds no samples")
     return out
+
+
+def read_npz(path: Path, what: str = "data") -> dict[str, np.ndarray]:
+    """The named arrays of a .npz (a zip that np.savez wrote); a .npy, a non-zip or a damaged file is an
+    InputError."""
+    if not zipfile.is_zipfile(path):
+        hint = " (a single .npy array: save it with np.savez(path, INPUT_NAME=array))" if _is_npy(path) else ""
+        raise InputError(f"{what} file {path} is not a .npz file{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise InputError(f"{what} file {path} is not a readable .npz ({type(e).__name__})") from None
+
+
+def _is_npy(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
 
 
 def _check_array(name, arr, shape, dtype, path) -> None:
