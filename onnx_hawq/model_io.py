@@ -36,7 +36,52 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except onnx.checker.ValidationError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
         raise InputError(f"{path} fails onnx.checker: {first}") from None
+    check_runtime_accepts(model, path)
     return model
+
+
+_RUNTIME_VERDICTS: dict[tuple, str | None] = {}
+
+
+def check_runtime_accepts(model: onnx.ModelProto, path) -> None:
+    """Refuse a model whose IR version or opsets the installed onnxruntime rejects (one line, exit 2).
+    Probes a one-node model stamped with the same versions, so it costs nothing on large models."""
+    key = (model.ir_version, tuple(sorted((o.domain, o.version) for o in model.opset_import)))
+    if key not in _RUNTIME_VERDICTS:
+        _RUNTIME_VERDICTS[key] = _runtime_verdict(model)
+    reason = _RUNTIME_VERDICTS[key]
+    if reason:
+        import onnxruntime
+
+        raise InputError(f"{path} is too new for the installed onnxruntime {onnxruntime.__version__}: {reason}")
+
+
+def _runtime_verdict(model: onnx.ModelProto) -> str | None:
+    """None when onnxruntime loads a model of `model`'s IR version and opsets, else why not (short)."""
+    import re
+
+    from onnx_hawq.ort import first_line, session
+
+    vi = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    vo = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "probe", [vi], [vo])
+    probe = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    probe.ir_version = model.ir_version
+    if not any(o.domain in ("", "ai.onnx") for o in probe.opset_import):
+        probe.opset_import.append(onnx.helper.make_opsetid("", 17))
+    try:
+        session(probe)
+    except Exception as e:  # onnxruntime's own exception types
+        text = str(e)
+        ir = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+        if ir:
+            return f"IR version {ir[1]} (it reads up to {ir[2]})"
+        opset = re.search(r"Opset (\d+) is under development.*?domain (\S+) is till opset (\d+)", text, re.S)
+        if opset:
+            return f"opset {opset[1]} of {opset[2]} (it reads up to {opset[3]})"
+        if re.search(r"opset|IR version", text, re.I):
+            return first_line(e).split("] ", 1)[-1][:200]
+    return None
 
 
 def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike, others=()) -> Path:
