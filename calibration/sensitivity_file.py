@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 
 from onnx_hawq.config import JsonConfig
-from onnx_hawq.errors import InputError
+from onnx_hawq.errors import InputError, close_matches
 from onnx_hawq.layers import Layer
 from onnx_hawq.plans import fingerprint
 
@@ -49,3 +49,8 @@ class Sensitivity(JsonConfig):
         missing = [l.name for l in layers if l.name not in self.layers]
         if missing:
             raise InputError(f"sensitivity file lacks layer(s): {', '.join(missing)}")
+        names = {l.name for l in layers}
+        extra = [n for n in self.layers if n not in names]
+        if extra:
+            hints = "; ".join(f"{n}{close_matches(n, names)}" for n in extra)
+            raise InputError(f"sensitivity file names layer(s) the model does not have: {hints}")
