@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 from onnx_hawq.config import JsonConfig
-from onnx_hawq.errors import InputError
+from onnx_hawq.errors import InputError, close_matches
 from onnx_hawq.layers import Layer
 from onnx_hawq.plans import fingerprint
 
@@ -60,6 +60,11 @@ class Sensitivity(JsonConfig):
         missing = [l.name for l in layers if l.name not in self.layers]
         if missing:
             raise InputError(f"sensitivity file lacks layer(s): {', '.join(missing)}")
+        names = {l.name for l in layers}
+        extra = [n for n in self.layers if n not in names]
+        if extra:
+            hints = "; ".join(f"{n}{close_matches(n, names)}" for n in extra)
+            raise InputError(f"sensitivity file names layer(s) the model does not have: {hints}")
 
 
 def _without_none(d: dict, keys) -> dict:

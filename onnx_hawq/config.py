@@ -14,10 +14,16 @@ from onnx_hawq.errors import InputError
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and a rename."""
+    """Write `data` to `path` through a temp file in the same folder and a rename. Any OSError (read-only
+    or full disk, no permission) is an InputError naming the path; no temp or partial file is left, also
+    when the write is interrupted."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        _check_writable(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -25,10 +31,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        raise InputError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.lexists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse to replace a folder, a device or a pipe by a file (root could swap /dev/full)."""
+    if path.is_dir():
+        raise IsADirectoryError(21, "it is a folder")
+    if path.exists() and not path.is_file():
+        raise OSError(f"not a regular file")
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
@@ -39,13 +54,17 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
 def read_json(path: str | os.PathLike, what: str) -> dict:
     """Read a JSON object from `path`; a missing or malformed file is an InputError."""
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as e:
         raise InputError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path} is not a JSON text file (not UTF-8)") from None
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
+    except RecursionError:
+        raise InputError(f"{what} {path} is nested too deeply to be an onnx-hawq file") from None
     if not isinstance(obj, dict):
         raise InputError(f"{what} {path} must hold a JSON object")
     return obj

@@ -6,7 +6,8 @@ against module names apply without user effort:
 
 * dynamo exporter: initializer ``layer1.0.conv1.weight`` -> ``layer1.0.conv1``;
 * TorchScript exporter: node ``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``;
-* otherwise the weight initializer's name, else the node name, else ``<Op>_<index>``.
+* otherwise the weight initializer's name, else the node's label (`node_labels`: its name, else its
+  output tensor's).
 """
 
 from __future__ import annotations
@@ -58,7 +59,30 @@ def torchscript_module_path(node_name: str) -> str | None:
     return path
 
 
-def _base_name(node: onnx.NodeProto, weight: str, index: int) -> str:
+def node_labels(model: onnx.ModelProto) -> list[str]:
+    """A unique label per node in graph order: its name, else its first output's name (suffixed when taken)."""
+    used = {n.name for n in model.graph.node if n.name}
+    labels = []
+    for node in model.graph.node:
+        label = node.name
+        if not label:
+            base = node.output[0] if node.output and node.output[0] else node.op_type
+            label, k = base, 0
+            while label in used:
+                k += 1
+                label = f"{base}_node{k}"
+            used.add(label)
+        labels.append(label)
+    return labels
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give every unnamed node its `node_labels` label, in place (quantize keys layers by node name)."""
+    for node, label in zip(model.graph.node, node_labels(model)):
+        node.name = label
+
+
+def _base_name(node: onnx.NodeProto, weight: str, label: str) -> str:
     if weight.endswith(".weight") and not weight.startswith("onnx::"):
         return weight[: -len(".weight")]
     scoped = torchscript_module_path(node.name)
@@ -66,7 +90,7 @@ def _base_name(node: onnx.NodeProto, weight: str, index: int) -> str:
         return scoped
     if weight and not weight.startswith("onnx::"):
         return weight
-    return node.name or f"{node.op_type}_{index}"
+    return label
 
 
 def weight_input(node: onnx.NodeProto, inits: dict) -> tuple[str, str | None, int] | None:
@@ -90,17 +114,18 @@ def find_layers(model: onnx.ModelProto, value_shapes: dict[str, tuple] | None = 
     inits = {i.name: i for i in model.graph.initializer}
     shapes = value_shapes if value_shapes is not None else inferred_shapes(model)
     layers, seen = [], {}
+    labels = node_labels(model)
     for index, node in enumerate(model.graph.node):
         found = weight_input(node, inits)
         if found is None:
             continue
         weight, bias, axis = found
-        name = _base_name(node, weight, index)
+        name = _base_name(node, weight, labels[index])
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:
             name = f"{name}#{seen[name] - 1}"
         wshape = tuple(int(d) for d in inits[weight].dims)
-        layers.append(Layer(name, node.name, node.op_type, weight, bias, wshape, axis,
+        layers.append(Layer(name, labels[index], node.op_type, weight, bias, wshape, axis,
                             _macs(node, wshape, axis, shapes)))
     return layers
 

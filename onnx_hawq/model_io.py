@@ -36,11 +36,57 @@ def load_model(path: str | os.PathLike) -> onnx.ModelProto:
     except onnx.checker.ValidationError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid"
         raise InputError(f"{path} fails onnx.checker: {first}") from None
+    check_runtime_accepts(model, path)
     return model
 
 
+_RUNTIME_VERDICTS: dict[tuple, str | None] = {}
+
+
+def check_runtime_accepts(model: onnx.ModelProto, path) -> None:
+    """Refuse a model whose IR version or opsets the installed onnxruntime rejects (one line, exit 2).
+    Probes a one-node model stamped with the same versions, so it costs nothing on large models."""
+    key = (model.ir_version, tuple(sorted((o.domain, o.version) for o in model.opset_import)))
+    if key not in _RUNTIME_VERDICTS:
+        _RUNTIME_VERDICTS[key] = _runtime_verdict(model)
+    reason = _RUNTIME_VERDICTS[key]
+    if reason:
+        import onnxruntime
+
+        raise InputError(f"{path} is too new for the installed onnxruntime {onnxruntime.__version__}: {reason}")
+
+
+def _runtime_verdict(model: onnx.ModelProto) -> str | None:
+    """None when onnxruntime loads a model of `model`'s IR version and opsets, else why not (short)."""
+    import re
+
+    from onnx_hawq.ort import first_line, session
+
+    vi = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    vo = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "probe", [vi], [vo])
+    probe = onnx.helper.make_model(graph, opset_imports=list(model.opset_import))
+    probe.ir_version = model.ir_version
+    if not any(o.domain in ("", "ai.onnx") for o in probe.opset_import):
+        probe.opset_import.append(onnx.helper.make_opsetid("", 17))
+    try:
+        session(probe)
+    except Exception as e:  # onnxruntime's own exception types
+        text = str(e)
+        ir = re.search(r"Unsupported model IR version: (\d+), max supported IR version: (\d+)", text)
+        if ir:
+            return f"IR version {ir[1]} (it reads up to {ir[2]})"
+        opset = re.search(r"Opset (\d+) is under development.*?domain (\S+) is till opset (\d+)", text, re.S)
+        if opset:
+            return f"opset {opset[1]} of {opset[2]} (it reads up to {opset[3]})"
+        if re.search(r"opset|IR version", text, re.I):
+            return first_line(e).split("] ", 1)[-1][:200]
+    return None
+
+
 def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike, others=()) -> Path:
-    """Refuse an output path that names one of the command's `inputs` or its `others` outputs."""
+    """Refuse an output path that names one of the command's `inputs` or its `others` outputs, or
+    that cannot be written (checked before any work, so a failing command leaves nothing behind)."""
     out = Path(output)
     for src in inputs:
         if src is not None and out.resolve() == Path(src).resolve():
@@ -48,7 +94,19 @@ def check_output_path(output: str | os.PathLike, *inputs: str | os.PathLike, oth
     for dst in others:
         if dst is not None and out.resolve() == Path(dst).resolve():
             raise InputError(f"output path {out} is another output of this command; choose another path")
+    _check_folder_writable(out)
     return out
+
+
+def _check_folder_writable(out: Path) -> None:
+    """The nearest existing folder above `out` must be a folder we may write into."""
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"cannot write {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {out}: {parent} is not writable")
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
@@ -74,11 +132,7 @@ def load_data(path: str | os.PathLike, model: onnx.ModelProto, what: str = "data
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} file not found: {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise InputError(f"{what} file {path} is not a readable .npz ({type(e).__name__})") from None
+    arrays = read_npz(path, what)
     specs = input_specs(model)
     missing = [n for n in specs if n not in arrays]
     if missing:
@@ -97,6 +151,27 @@ def load_data(path: str | os.PathLike, model: onnx.ModelProto, what: str = "data
     if not count:
         raise InputError(f"{what} file {path} holds no samples")
     return out
+
+
+def read_npz(path: Path, what: str = "data") -> dict[str, np.ndarray]:
+    """The named arrays of a .npz (a zip that np.savez wrote); a .npy, a non-zip or a damaged file is an
+    InputError."""
+    if not zipfile.is_zipfile(path):
+        hint = " (a single .npy array: save it with np.savez(path, INPUT_NAME=array))" if _is_npy(path) else ""
+        raise InputError(f"{what} file {path} is not a .npz file{hint}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise InputError(f"{what} file {path} is not a readable .npz ({type(e).__name__})") from None
+
+
+def _is_npy(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(6) == b"\x93NUMPY"
+    except OSError:
+        return False
 
 
 def _check_array(name, arr, shape, dtype, path) -> None:

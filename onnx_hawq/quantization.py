@@ -22,7 +22,7 @@ from onnx_hawq.calibration.ranges import CalibConfig, Method, collect_ranges
 from onnx_hawq.calibration.rounding import Rounding, RoundingConfig, parse_rounding, round_layers
 from onnx_hawq.config import JsonConfig, atomic_write_json
 from onnx_hawq.errors import InputError
-from onnx_hawq.layers import find_layers, inferred_shapes
+from onnx_hawq.layers import find_layers, inferred_shapes, name_nodes
 from onnx_hawq.model_io import check_output_path, fixed_batch, load_data, load_model, save_model
 from onnx_hawq.ort import check_written
 from onnx_hawq.plans import Plan, uniform_plan
@@ -57,7 +57,9 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
                    rounding: RoundingConfig = RoundingConfig()) -> QuantizeResult:
     """Return the integer form of `model` for `plan`, calibrated on `data` (`prepared`: the model
     already went through `prepare_model`); weights rounded as `rounding` says."""
+    check_float32(model)
     prepared = _copy(model) if prepared else prepare_model(model)
+    name_nodes(prepared)  # layers and annotations are keyed by node name
     shapes = inferred_shapes(prepared)
     layers = find_layers(prepared, shapes)
     bits = plan.resolve(layers)
@@ -96,6 +98,21 @@ def weight_bounds(ann: Annotation, bits: dict, params: dict[str, TensorQ]) -> di
     """Layer name -> the |code| bound of its weights (its bits and its input's activation bits)."""
     return {q.layer.name: weight_qmax(bits[q.layer.name].w_bits, params[q.inputs[0]].bits)
             for q in ann.qnodes if q.layer is not None}
+
+
+HALF_TYPES = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
+
+
+def check_float32(model: onnx.ModelProto) -> None:
+    """Refuse float16/bfloat16 models in one line (onnxruntime quantizes float32 tensors only)."""
+    g = model.graph
+    typed = [(v.name, v.type.tensor_type.elem_type) for v in list(g.input) + list(g.output)]
+    typed += [(i.name, i.data_type) for i in g.initializer]
+    typed += [(n.output[0], a.i) for n in g.node if n.op_type == "Cast" for a in n.attribute if a.name == "to"]
+    half = next(((name, HALF_TYPES[t]) for name, t in typed if t in HALF_TYPES), None)
+    if half:
+        raise InputError(f"the model computes in {half[1]} (tensor {half[0]!r}); onnx-hawq quantizes float32 "
+                         f"models: convert it to float32 first")
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -11,8 +11,7 @@ import numpy as np
 
 from onnx_hawq.arith import schema
 from onnx_hawq.arith.signatures import SIGNATURES, slots_of
-from onnx_hawq.large_models import check as check_any_size
-from onnx_hawq.large_models import session as session_any_size
+from onnx_hawq import large_models
 from onnx_hawq.errors import InputError
 
 KIND, VERSION = "onnx-hawq-report", 1

@@ -10,7 +10,8 @@ from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError
 from onnx_hawq.planning.limits import Limit
 
-_PIN_BITS = re.compile(r"^(?:w?([2-8]))(?:a([48]))?$")
+_PIN_BITS = re.compile(r"^(?:w?(\d+))(?:a(\d+))?$")
+W_BITS, A_BITS = range(2, 9), (4, 8)  # the widths the rewrite has kernels for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +56,12 @@ def parse_pin(text: str) -> Pin:
     layer_names = tuple(n.strip() for n in names.split(",") if n.strip())
     if not sep or not m or not layer_names:
         raise InputError(f"--pin {text!r} is not LAYER[,LAYER...]=BITS (e.g. first,last=8 or conv1=w4a8)")
-    return Pin(layer_names, int(m.group(1)), int(m.group(2)) if m.group(2) else None)
+    w_bits, a_bits = int(m.group(1)), int(m.group(2)) if m.group(2) else None
+    if w_bits not in W_BITS:  # a width outside --bits is fine, one without a kernel is not
+        raise InputError(f"--pin {text!r}: weight bits {w_bits} unsupported (use 2..8)")
+    if a_bits is not None and a_bits not in A_BITS:
+        raise InputError(f"--pin {text!r}: activation bits {a_bits} unsupported (use 4 or 8)")
+    return Pin(layer_names, w_bits, a_bits)
 
 
 def parse_tie(text: str) -> tuple[str, ...]:
@@ -68,10 +74,12 @@ def parse_tie(text: str) -> tuple[str, ...]:
 
 def parse_bits(text: str, option: str) -> tuple[int, ...]:
     """'2,4,8' -> (2, 4, 8)."""
+    items = [t.strip() for t in text.split(",")]
+    if not text.strip():
+        raise InputError(f"{option} is empty")
+    if not all(items):
+        raise InputError(f"{option} {text!r} has an empty entry; give widths such as 4,8")
     try:
-        values = tuple(sorted({int(t) for t in text.split(",") if t.strip()}))
+        return tuple(sorted({int(t) for t in items}))
     except ValueError:
         raise InputError(f"{option} {text!r} is not a comma-separated list of integers") from None
-    if not values:
-        raise InputError(f"{option} is empty")
-    return values
