@@ -11,7 +11,7 @@ import numpy as np
 
 from onnx_hawq.arith import schema
 from onnx_hawq.arith.signatures import SIGNATURES, slots_of
-from onnx_hawq import large_models
+from onnx_hawq.large_models import shapes_only
 from onnx_hawq.errors import InputError
 
 KIND, VERSION = "onnx-hawq-report", 1
@@ -36,7 +36,7 @@ FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 def tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     """Element type of every tensor shape inference can type (contrib ops' outputs often stay untyped)."""
     try:
-        inferred = large_models.shapes_only(model)
+        inferred = shapes_only(model)
     except Exception:
         inferred = model
     infos = list(inferred.graph.value_info) + list(inferred.graph.output) + list(inferred.graph.input)
