@@ -55,7 +55,7 @@ def _check_writable(path: Path) -> None:
     if path.is_dir():
         raise IsADirectoryError(21, "it is a folder")
     if path.exists() and not path.is_file():
-        raise OSError(f"not a regular file")
+        raise OSError("not a regular file")
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
