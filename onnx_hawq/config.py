@@ -18,11 +18,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     or full disk, no permission) is an InputError naming the path; no temp or partial file is left, also
     when the write is interrupted."""
     path = Path(path)
+    created = [p for p in path.absolute().parents if not p.exists()]  # folders this write makes
     try:
         _check_writable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     except OSError as e:
+        _remove_empty(created)
         raise InputError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -36,6 +38,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+            _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed write created (deepest first), if still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _check_writable(path: Path) -> None:
@@ -43,7 +55,7 @@ def _check_writable(path: Path) -> None:
     if path.is_dir():
         raise IsADirectoryError(21, "it is a folder")
     if path.exists() and not path.is_file():
-        raise OSError(f"not a regular file")
+        raise OSError("not a regular file")
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:

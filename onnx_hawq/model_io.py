@@ -157,8 +157,9 @@ def read_npz(path: Path, what: str = "data") -> dict[str, np.ndarray]:
     """The named arrays of a .npz (a zip that np.savez wrote); a .npy, a non-zip or a damaged file is an
     InputError."""
     if not zipfile.is_zipfile(path):
-        hint = " (a single .npy array: save it with np.savez(path, INPUT_NAME=array))" if _is_npy(path) else ""
-        raise InputError(f"{what} file {path} is not a .npz file{hint}")
+        hint = ("a single .npy array: save it with np.savez(path, INPUT_NAME=array)" if _is_npy(path)
+                else "not a zip file")
+        raise InputError(f"{what} file {path} is not a readable .npz ({hint})")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}

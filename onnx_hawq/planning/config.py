@@ -58,9 +58,11 @@ def parse_pin(text: str) -> Pin:
         raise InputError(f"--pin {text!r} is not LAYER[,LAYER...]=BITS (e.g. first,last=8 or conv1=w4a8)")
     w_bits, a_bits = int(m.group(1)), int(m.group(2)) if m.group(2) else None
     if w_bits not in W_BITS:  # a width outside --bits is fine, one without a kernel is not
-        raise InputError(f"--pin {text!r}: weight bits {w_bits} unsupported (use 2..8)")
+        raise InputError(f"--pin {text!r} is not LAYER=BITS with a supported width: weight bits {w_bits} "
+                         f"unsupported (use 2..8)")
     if a_bits is not None and a_bits not in A_BITS:
-        raise InputError(f"--pin {text!r}: activation bits {a_bits} unsupported (use 4 or 8)")
+        raise InputError(f"--pin {text!r} is not LAYER=BITS with a supported width: activation bits {a_bits} "
+                         f"unsupported (use 4 or 8)")
     return Pin(layer_names, w_bits, a_bits)
 
 
