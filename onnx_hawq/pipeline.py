@@ -138,6 +138,9 @@ def read_inputs(cfg: AutoConfig) -> Inputs:
     from onnx_hawq.transforms.prepare import prepare_model
 
     model = load_model_any(cfg.model)
+    from onnx_hawq.quantization import check_float32
+
+    check_float32(model)  # refused before any artefact is written
     calib = load_data(cfg.calib, model, "calibration")
     data = load_data(cfg.data, model)
     labels = None
