@@ -21,7 +21,7 @@ from onnx_hawq.arith.quantizer import RoundedWeights, channel_scales, quantize_w
 from onnx_hawq.calibration import gram
 from onnx_hawq.errors import HawqError, InputError
 from onnx_hawq.layers import Layer, weights_of
-from onnx_hawq.model_io import batches
+from onnx_hawq.model_io import fixed_batch, padded_batches, unpad
 from onnx_hawq.ort import expose, session
 
 log = logging.getLogger("onnx_hawq")
@@ -75,12 +75,13 @@ def _accumulate(model, layers, nodes, accs, data, config: RoundingConfig, progre
     inputs = list(dict.fromkeys(nodes[l.node_name].input[0] for l in layers))
     sess = session(expose(model, inputs))
     n = min(config.max_samples, len(next(iter(data.values()))))
-    chunks = batches({k: v[:n] for k, v in data.items()}, config.batch_size)
+    chunks = padded_batches({k: v[:n] for k, v in data.items()}, config.batch_size, fixed_batch(model) is not None)
     total = -(-n // config.batch_size)
-    for feed in (progress(chunks, total=total, desc="rounding statistics") if progress else chunks):
+    for feed, count in (progress(chunks, total=total, desc="rounding statistics") if progress else chunks):
         values = dict(zip(inputs, sess.run(inputs, feed)))
         for layer in layers:
-            accs[layer.name].add(values[nodes[layer.node_name].input[0]].astype(np.float64))
+            x = unpad(values[nodes[layer.node_name].input[0]], count, config.batch_size)
+            accs[layer.name].add(x.astype(np.float64))
 
 
 def _round(model, layer: Layer, spec, stats, qmax: int, config: RoundingConfig, snap: Snap) -> RoundedWeights:

@@ -227,7 +227,9 @@ def load_model_any(path: str | os.PathLike) -> onnx.ModelProto:
     (models over 2 GB cannot be checked as one message); one-line InputErrors."""
     from onnx_hawq.large_models import load
 
-    return load(path)
+    model = load(path)
+    check_runtime_accepts(model, path)
+    return model
 
 
 def save_model_any(model: onnx.ModelProto, path: str | os.PathLike) -> None:

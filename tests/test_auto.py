@@ -87,19 +87,24 @@ def test_auto_loads_and_prepares_the_model_once(tmp_path, monkeypatch):
     from onnx_hawq.transforms import prepare
 
     calls = {"load": 0, "prepare": 0}
-    real_load, real_prepare = model_io.load_model, prepare.prepare_model
+    real_load, real_any, real_prepare = model_io.load_model, model_io.load_model_any, prepare.prepare_model
 
-    def load(path):
-        calls["load"] += int(str(path) == str(FLOAT))
-        return real_load(path)
+    def counted(real):
+        def load(path):
+            calls["load"] += int(str(path) == str(FLOAT))
+            return real(path)
+        return load
+
+    loaders = {real_load: counted(real_load), real_any: counted(real_any)}
 
     def prep(model):
         calls["prepare"] += 1
         return real_prepare(model)
 
     for mod in [m for name, m in list(sys.modules.items()) if name.startswith("onnx_hawq") and m is not None]:
-        if getattr(mod, "load_model", None) is real_load:
-            monkeypatch.setattr(mod, "load_model", load)
+        for attr in ("load_model", "load_model_any"):
+            if getattr(mod, attr, None) in loaders:
+                monkeypatch.setattr(mod, attr, loaders[getattr(mod, attr)])
         if getattr(mod, "prepare_model", None) is real_prepare:
             monkeypatch.setattr(mod, "prepare_model", prep)
     code = main(["auto", *BASE, "--max-iter", "2", "--no-layerwise", "-q", "-o", str(tmp_path / "o")])

@@ -122,4 +122,4 @@ def test_help_does_not_import_torch():
             "assert rc == 0 and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert "--torch MODULE:FACTORY" in proc.stdout and "--method [trace|eigen|both]" in proc.stdout
+    assert "--torch MODULE:FACTORY" in proc.stdout and "--method [trace|eigen|both|perturbation]" in proc.stdout
