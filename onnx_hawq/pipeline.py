@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -30,6 +31,9 @@ from onnx_hawq.validation.config import CompareOptions, Thresholds
 from onnx_hawq.validation.report import Report
 
 AUTO_HESSIAN = HessianConfig(max_iter=50, tol=0.1, min_iter=10, blocks="layer", deflate=8)
+# auto: the Hessian when torch is installed and converts the graph, else the forward-only ΔL (with a notice)
+SENSITIVITY_ROUTES = ("auto", "hessian", "perturbation")
+log = logging.getLogger("onnx_hawq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +55,7 @@ class AutoConfig(JsonConfig):
     sens_batches: int = 4
     sens_batch_size: int = 64
     threads: Optional[int] = None  # torch intra-op threads for the Hessian (None: torch's default)
+    route: str = "auto"  # sensitivity route, one of SENSITIVITY_ROUTES
     options: CompareOptions = CompareOptions(layerwise=True)
     thresholds: Thresholds = Thresholds()
 
@@ -59,6 +64,8 @@ class AutoConfig(JsonConfig):
             raise InputError("auto's budget is a --max-size limit")
         if self.threads is not None and self.threads < 1:
             raise InputError("--threads must be >= 1")
+        if self.route not in SENSITIVITY_ROUTES:
+            raise InputError(f"--method {self.route!r}: use one of {', '.join(SENSITIVITY_ROUTES)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,14 +180,55 @@ def torch_threads(threads: int | None):
         torch.set_num_threads(before)
 
 
-def sensitivity_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, show_progress: bool):
-    """The Hessian sensitivities of the prepared model on the calibration data; files written."""
-    from onnx_hawq.calibration.run import SensitivityConfig, sensitivity_of, write_sensitivity
+def hessian_refusal(prepared: onnx.ModelProto) -> str | None:
+    """Why the Hessian route cannot run on `prepared` (torch missing, ops it cannot convert); None if it can."""
+    if not torch_installed():
+        return "torch is not installed (the [torch] extra)"
+    from onnx_hawq.calibration.onnx_to_torch import unsupported_message
 
-    scfg = SensitivityConfig(model=cfg.model, output=str(art.sensitivity), data=cfg.calib, loss=cfg.loss,
+    return unsupported_message(prepared.graph)
+
+
+def torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def sensitivity_route(cfg: AutoConfig, inp: Inputs) -> str:
+    """'hessian' or 'perturbation': the configured route, or for 'auto' the Hessian where it can run.
+    A --method hessian the model cannot take is refused here, before any work."""
+    if cfg.route == "perturbation":
+        return cfg.route
+    reason = hessian_refusal(inp.prepared)
+    if reason is None:
+        return "hessian"
+    if cfg.route == "hessian":
+        raise InputError(f"--method hessian: {reason}")
+    log.warning("auto: %s; using the forward-only perturbation sensitivity (measured ΔL in onnxruntime)", reason)
+    return "perturbation"
+
+
+def sensitivity_config(cfg: AutoConfig, art: Artefacts, route: str, show_progress: bool):
+    """The SensitivityConfig of the stage, for the Hessian or the perturbation route."""
+    from onnx_hawq.calibration.perturbation import PerturbationConfig
+    from onnx_hawq.calibration.run import SensitivityConfig
+
+    forward = None
+    if route == "perturbation":
+        forward = PerturbationConfig(bits=tuple(sorted(set(cfg.bits) | {8})), act_bits=cfg.act_bits, loss=cfg.loss,
+                                     batch_size=cfg.sens_batch_size, batches=cfg.sens_batches)
+    return SensitivityConfig(model=cfg.model, output=str(art.sensitivity), data=cfg.calib, loss=cfg.loss,
                              batch_size=cfg.sens_batch_size, batches=cfg.sens_batches, hessian=cfg.hessian,
-                             plot=str(art.sensitivity_png), progress=show_progress)
-    with torch_threads(cfg.threads):
+                             plot=str(art.sensitivity_png), progress=show_progress, perturbation=forward)
+
+
+def sensitivity_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, route: str, show_progress: bool):
+    """The sensitivities of the prepared model on the calibration data (Hessian or measured ΔL); files written."""
+    from onnx_hawq.calibration.run import sensitivity_of, write_sensitivity
+
+    scfg = sensitivity_config(cfg, art, route, show_progress)
+    with torch_threads(cfg.threads if scfg.perturbation is None else None):
         sens = sensitivity_of(inp.prepared, scfg, inp.calib)
     write_sensitivity(sens, scfg)
     return sens
@@ -302,9 +350,10 @@ def run_auto(cfg: AutoConfig, progress: Callable | None = None) -> AutoResult:
     inp = read_inputs(cfg)
     check_plan_options(cfg, art, inp)
     check_labels(cfg, inp)
+    route = sensitivity_route(cfg, inp)
     Path(cfg.output).mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
-    sens = _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, inp, progress is not None)
+    sens = _timed(seconds, "sensitivity", sensitivity_stage, cfg, art, inp, route, progress is not None)
     outcome, budget = _timed(seconds, "plan", plan_stage, cfg, art, inp, sens)
     model, qreport = _timed(seconds, "quantize", quantize_stage, cfg, art, inp, outcome.plan, progress)
     report = _timed(seconds, "validate", validate_stage, cfg, art, inp, model, progress)

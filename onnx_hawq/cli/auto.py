@@ -24,6 +24,9 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @click.option("--act-bits", default="8", show_default=True, help="Candidate activation bits: 8, 4 or 4,8.")
 @click.option("--pin", multiple=True, help="Fix bits: first,last=8 or layer=w4a8 (repeatable).")
 @click.option("--tie-residual", is_flag=True, help="Tie the layers that meet at each residual Add.")
+@click.option("--method", "route", type=click.Choice(["auto", "hessian", "perturbation"]), default="auto",
+              show_default=True, help="Sensitivity: the Hessian trace, the measured ΔL in onnxruntime (forward only), "
+                                      "or auto: the Hessian where torch converts the graph, else ΔL with a notice.")
 @click.option("--max-iter", type=click.IntRange(2), default=50, show_default=True,
               help="Hutchinson vectors per layer at most (one block Hessian-vector product each).")
 @click.option("--tol", type=click.FloatRange(0, min_open=True), default=0.1, show_default=True,
@@ -40,7 +43,7 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for every artefact (created if missing).")
 @verbosity
-def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie_residual, max_iter, tol, seed,
+def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie_residual, route, max_iter, tol, seed,
             threads, batch_size, min_sqnr, min_cosine, min_top1_agreement, max_accuracy_drop, backends,
             no_layerwise, output, classes_axis):
     """Quantize MODEL with Hessian-aware mixed precision under --max-size and validate it; exit 1 if the gate fails.
@@ -66,7 +69,7 @@ def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie
                      labels=labels, loss=loss, bits=parse_bits(bits, "--bits"),
                      act_bits=parse_bits(act_bits, "--act-bits"),
                      pins=tuple(parse_pin(p) for p in pin), tie_residual=tie_residual, hessian=hessian,
-                     threads=threads, options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends),
+                     threads=threads, route=route, options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends),
                                                          classes_axis),
                      thresholds=thresholds)
     result = run_auto(cfg, progress=None if is_quiet() else progress)
