@@ -10,17 +10,16 @@ variant): one pass instead of one per layer.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import logging
 from typing import Callable, Optional
 
 import numpy as np
 import onnx
 
-from onnx_hawq.arith.quantizer import RoundedWeights, channel_scales, quantize_weight
+from onnx_hawq.arith.quantizer import Rounding, RoundedWeights, WeightQuant, channel_scales, quantize_weight
 from onnx_hawq.calibration import gram
-from onnx_hawq.errors import HawqError, InputError
-from onnx_hawq.layers import Layer, weights_of
+from onnx_hawq.errors import HawqError
+from onnx_hawq.layers import Layer, find_layers, name_nodes, weights_of
 from onnx_hawq.model_io import fixed_batch, padded_batches, unpad
 from onnx_hawq.ort import expose, session
 
@@ -28,16 +27,11 @@ log = logging.getLogger("onnx_hawq")
 Snap = Optional[Callable[[Layer, np.ndarray, np.ndarray, np.ndarray], np.ndarray]]
 
 
-class Rounding(str, enum.Enum):
-    NEAREST = "nearest"
-    GPTQ = "gptq"
-
-
 @dataclasses.dataclass(frozen=True)
 class RoundingConfig:
-    """How weights are rounded: nearest at max-abs scales, or GPTQ with clipping-scale search."""
+    """How weights are quantized (`weights`: rounding and code range) and the GPTQ stage's knobs."""
 
-    method: Rounding = Rounding.GPTQ
+    weights: WeightQuant = WeightQuant()
     damp: float = 0.01
     block: int = 128
     bias_correction: bool = True
@@ -45,6 +39,10 @@ class RoundingConfig:
     max_samples: int = 128
     max_rows: int = 16_384  # im2col rows kept per batch and layer (seeded subsample)
     max_params: int = 8_000_000  # larger layers (VGG's 100M-weight fc) keep nearest rounding
+
+    @property
+    def method(self) -> Rounding:
+        return self.weights.rounding
 
 
 def round_layers(model: onnx.ModelProto, layers: list[Layer], qmax: dict[str, int], data: dict[str, np.ndarray],
@@ -55,18 +53,55 @@ def round_layers(model: onnx.ModelProto, layers: list[Layer], qmax: dict[str, in
     will ship with (the exact-dyadic snapping of the rewrite); codes are then re-optimized there."""
     if config.method == Rounding.NEAREST or not qmax:
         return {}
-    todo = [l for l in layers if l.name in qmax and l.params <= config.max_params]
+    todo, stats = layer_statistics(model, [l for l in layers if l.name in qmax], data, config, progress)
+    return {l.name: _round(model, l, *stats[l.name], qmax[l.name], config, snap) for l in todo}
+
+
+def layer_statistics(model: onnx.ModelProto, layers: list[Layer], data: dict[str, np.ndarray],
+                     config: RoundingConfig, progress=None) -> tuple[list[Layer], dict]:
+    """(the layers GPTQ rounds, layer name -> (GramSpec, GramStats)) from one onnxruntime pass over
+    `data`; layers above config.max_params are left out (they keep nearest rounding)."""
+    todo = [l for l in layers if l.params <= config.max_params]
     for layer in layers:
-        if layer.name in qmax and layer.params > config.max_params:
+        if layer.params > config.max_params:
             log.info("rounding: %s (%d weights) keeps nearest rounding", layer.name, layer.params)
     nodes = {n.name: n for n in model.graph.node}
     specs = {l.name: gram.gram_spec(nodes[l.node_name], l.weight_shape, max_rows=config.max_rows) for l in todo}
     accs = {l.name: gram.GramAccumulator(specs[l.name]) for l in todo}
-    _accumulate(model, todo, nodes, accs, data, config, progress)
-    out = {}
-    for layer in todo:
-        out[layer.name] = _round(model, layer, specs[layer.name], accs[layer.name].stats(), qmax[layer.name], config,
-                                 snap)
+    if todo:
+        _accumulate(model, todo, nodes, accs, data, config, progress)
+    return todo, {l.name: (specs[l.name], accs[l.name].stats()) for l in todo}
+
+
+def rounded_weights(model: onnx.ModelProto, layers: list[Layer], qmaxes: dict[str, tuple[int, ...]],
+                    data: dict[str, np.ndarray], config: RoundingConfig = RoundingConfig(), progress=None):
+    """Yield (layer, {qmax: dequantized weight, out channels on axis 0}) for every layer in `qmaxes`:
+    the weights quantize writes at each |code| bound (GPTQ with scale search on `data`'s statistics,
+    collected once for all bounds; nearest at max-abs scales where quantize keeps nearest). The
+    exact-dyadic snap of the scales, which depends on the activation scales, is not applied."""
+    model = _named(model)
+    wanted = [l for l in find_layers(model) if l.name in qmaxes]
+    todo, stats = ([], {}) if config.method == Rounding.NEAREST else layer_statistics(
+        model, wanted, data, config, progress)
+    for layer in wanted:
+        w0 = weights_of(model, layer).astype(np.float64)
+        out = {}
+        for qmax in qmaxes[layer.name]:
+            if layer.name in stats:
+                rw = _round(model, layer, *stats[layer.name], qmax, config, None)
+                codes, scales = rw.codes, rw.scales
+            else:
+                scales = channel_scales(w0, qmax)
+                codes = quantize_weight(w0, scales, qmax)
+            out[qmax] = codes.astype(np.float64) * scales.reshape((-1,) + (1,) * (w0.ndim - 1))
+        yield layer, out
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` with every node named as quantize names them (statistics are keyed by node)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    name_nodes(out)
     return out
 
 
@@ -115,9 +150,3 @@ def _shift(w0, codes, scales, stats, spec, config: RoundingConfig) -> np.ndarray
         return np.zeros(len(scales))
     return gram.layer_bias_shift(w0, codes, scales, stats, spec)
 
-
-def parse_rounding(text: str) -> Rounding:
-    try:
-        return Rounding(text)
-    except ValueError:
-        raise InputError(f"--rounding {text!r}: use one of {', '.join(r.value for r in Rounding)}") from None
