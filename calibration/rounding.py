@@ -1,10 +1,12 @@
 """Data-driven weight rounding: GPTQ/OBQ codes and clipping scales per layer, from the layer's
 input statistics on the calibration data, plus the bias correction of the mean output shift.
 
-One onnxruntime pass over the calibration data (the float model, every layer input exposed) feeds a
-`GramAccumulator` per layer; each layer is then rounded on its own statistics. The inputs are the
-float model's activations, not those of the already-quantized layers in front (GPTQ's sequential
-variant): one pass instead of one per layer.
+Sequential in stages (GPTQ's sequential form, bounded): the layers are split by their depth in the
+layer graph into ``config.stages`` groups of about equal size. Stage 1 collects its layers' input
+statistics (a `GramAccumulator` per layer) in one onnxruntime pass over the float model; each later
+stage runs the model whose earlier layers already carry their rounded weights (dequantized, bias
+shift added; activations stay float), so a layer is rounded on the inputs the quantized layers in
+front of it produce. ``stages=1`` is the one-pass form (every layer on the float model's inputs).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class RoundingConfig:
     max_samples: int = 128
     max_rows: int = 16_384  # im2col rows kept per batch and layer (seeded subsample)
     max_params: int = 8_000_000  # larger layers (VGG's 100M-weight fc) keep nearest rounding
+    stages: int = 4  # sequential stages (onnxruntime passes); 1: every layer on the float model's inputs
 
     @property
     def method(self) -> Rounding:
@@ -53,8 +56,67 @@ def round_layers(model: onnx.ModelProto, layers: list[Layer], qmax: dict[str, in
     will ship with (the exact-dyadic snapping of the rewrite); codes are then re-optimized there."""
     if config.method == Rounding.NEAREST or not qmax:
         return {}
-    todo, stats = layer_statistics(model, [l for l in layers if l.name in qmax], data, config, progress)
-    return {l.name: _round(model, l, *stats[l.name], qmax[l.name], config, snap) for l in todo}
+    wanted = [l for l in layers if l.name in qmax]
+    out: dict[str, RoundedWeights] = {}
+    current = model
+    for k, stage in enumerate(layer_stages(model, wanted, config.stages)):
+        if k:
+            current = with_rounded(model, wanted, out)
+        todo, stats = layer_statistics(current, stage, data, config, progress)
+        out.update((l.name, _round(model, l, *stats[l.name], qmax[l.name], config, snap)) for l in todo)
+    return out
+
+
+def layer_depths(model: onnx.ModelProto, layers: list[Layer]) -> dict[str, int]:
+    """Layer name -> how many weight layers lie on the longest path in front of it."""
+    by_node = {l.node_name: l.name for l in layers}
+    depth: dict[str, int] = {}
+    out = {}
+    for node in model.graph.node:  # topological order
+        d = max((depth.get(t, 0) for t in node.input if t), default=0)
+        if node.name in by_node:
+            out[by_node[node.name]] = d
+            d += 1
+        depth.update((t, d) for t in node.output)
+    return out
+
+
+def layer_stages(model: onnx.ModelProto, layers: list[Layer], count: int) -> list[list[Layer]]:
+    """`layers` in at most `count` groups of consecutive depths with about equal numbers of layers;
+    no layer of a group reads another layer of the same group."""
+    depths = layer_depths(model, layers)
+    ordered = sorted(layers, key=lambda l: depths.get(l.name, 0))  # stable: graph order within a depth
+    groups: list[list[Layer]] = []
+    per = -(-len(ordered) // max(1, count))
+    for layer in ordered:
+        d = depths.get(layer.name, 0)
+        if groups and (len(groups[-1]) < per or depths.get(groups[-1][-1].name, 0) == d):
+            groups[-1].append(layer)
+        else:
+            groups.append([layer])
+    return groups
+
+
+def with_rounded(model: onnx.ModelProto, layers: list[Layer], rounded: dict[str, RoundedWeights]) -> onnx.ModelProto:
+    """A copy of `model` whose rounded layers compute with their dequantized codes and corrected bias
+    (weights shared by several layers stay float)."""
+    from onnx import numpy_helper
+
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    inits = {i.name: i for i in out.graph.initializer}
+    shared = {l.weight for l in layers if sum(m.weight == l.weight for m in layers) > 1}
+    for layer in layers:
+        rw = rounded.get(layer.name)
+        if rw is None or layer.weight in shared or layer.weight not in inits:
+            continue
+        w = rw.codes.astype(np.float64) * rw.scales.reshape((-1,) + (1,) * (rw.codes.ndim - 1))
+        inits[layer.weight].CopyFrom(numpy_helper.from_array(
+            np.ascontiguousarray(np.moveaxis(w, 0, layer.out_axis)).astype(np.float32), layer.weight))
+        if layer.bias and layer.bias in inits:
+            bias = numpy_helper.to_array(inits[layer.bias]).astype(np.float64) + rw.bias_shift
+            inits[layer.bias].CopyFrom(numpy_helper.from_array(bias.astype(np.float32), layer.bias))
+    return out
 
 
 def layer_statistics(model: onnx.ModelProto, layers: list[Layer], data: dict[str, np.ndarray],

@@ -116,7 +116,7 @@ def warn_full_range(report: dict) -> None:
     flags = cpu_flags()
     if flags and not flags & set(INT32_U8S8_FLAGS) and any(r["form"] == FULL_RANGE_FORM for r in report["layers"]):
         log.warning("this CPU has no AVX512-VNNI/AVX-VNNI/AMX-INT8: onnxruntime's AVX2 kernel can saturate on the "
-                    "full-range 8-bit layers here (TVM and --format integer stay exact); for AVX2 targets quantize "
+                    "full-range 8-bit layers here (TVM stays exact); for AVX2 targets quantize "
                     "with --weight-range avx2")
 
 

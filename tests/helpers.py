@@ -8,7 +8,8 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from onnx_hawq.arith.quantizer import WeightRange
+from onnx_hawq.arith.quantizer import WeightQuant, WeightRange
+from onnx_hawq.calibration.rounding import RoundingConfig
 from onnx_hawq.quantization import INT32_U8S8_FLAGS, cpu_flags
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
@@ -46,3 +47,4 @@ needs_int32_u8s8 = pytest.mark.skipif(
     not INT32_U8S8, reason="no avx512_vnni/avx_vnni/amx_int8 in /proc/cpuinfo: onnxruntime's AVX2 u8s8 kernel "
                            "saturates int16 pair sums on full-range 8-bit weights")
 ORT_EXACT_RANGE = WeightRange.FULL if INT32_U8S8 else WeightRange.AVX2  # where onnxruntime is exact here
+ORT_EXACT = RoundingConfig(WeightQuant(range=ORT_EXACT_RANGE))  # quantize so onnxruntime is exact on this CPU

@@ -67,7 +67,8 @@ def test_eigen_metric_uses_eigenvalue_and_needs_it(prepared):
 
 def test_negative_trace_counts_as_insensitive(prepared):
     model, layers = prepared
-    omega = perturbations(model, layers, sensitivity(layers, trace=-1.0), candidate_choices((4,), (8,)), "trace", NEAREST)
+    omega = perturbations(model, layers, sensitivity(layers, trace=-1.0), candidate_choices((4,), (8,)), "trace",
+                          NEAREST)
     assert all(row == (0.0,) for row in omega)
 
 
