@@ -82,19 +82,15 @@ def layer_depths(model: onnx.ModelProto, layers: list[Layer]) -> dict[str, int]:
 
 
 def layer_stages(model: onnx.ModelProto, layers: list[Layer], count: int) -> list[list[Layer]]:
-    """`layers` in at most `count` groups of consecutive depths with about equal numbers of layers;
-    no layer of a group reads another layer of the same group."""
+    """`layers` in at most `count` groups of consecutive depths (the distinct depths split evenly);
+    layers of one depth share a group, which sees the float form of its own members."""
     depths = layer_depths(model, layers)
-    ordered = sorted(layers, key=lambda l: depths.get(l.name, 0))  # stable: graph order within a depth
-    groups: list[list[Layer]] = []
-    per = -(-len(ordered) // max(1, count))
-    for layer in ordered:
-        d = depths.get(layer.name, 0)
-        if groups and (len(groups[-1]) < per or depths.get(groups[-1][-1].name, 0) == d):
-            groups[-1].append(layer)
-        else:
-            groups.append([layer])
-    return groups
+    levels = sorted(set(depths.get(l.name, 0) for l in layers))
+    group_of = {d: k * max(1, count) // len(levels) for k, d in enumerate(levels)}
+    groups: dict[int, list[Layer]] = {}
+    for layer in layers:  # graph order within a group
+        groups.setdefault(group_of[depths.get(layer.name, 0)], []).append(layer)
+    return [groups[k] for k in sorted(groups)]
 
 
 def with_rounded(model: onnx.ModelProto, layers: list[Layer], rounded: dict[str, RoundedWeights]) -> onnx.ModelProto:

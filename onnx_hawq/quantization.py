@@ -208,6 +208,7 @@ class QuantizeConfig(JsonConfig):
     pack: bool = True  # 2-4-bit weights as INT4 initializers
     rounding: str | None = None  # gptq (data-driven, second order) | nearest; None: the plan's, else gptq
     weight_range: str | None = None  # full | avx2; None: the plan's, else full
+    rounding_stages: int | None = None  # sequential GPTQ stages (1: one pass); None: RoundingConfig's
 
     def calib_config(self) -> CalibConfig:
         return CalibConfig(Method(self.method), self.percentile, max_samples=self.max_samples)
@@ -220,7 +221,10 @@ class QuantizeConfig(JsonConfig):
         if made is not None and weights != made:
             raise InputError(f"{self.plan} was planned for {made.label()} (its Ω measured that quantizer), "
                              f"not {weights.label()}: drop the option or re-run `onnx-hawq plan` with it")
-        return RoundingConfig(weights)
+        if self.rounding_stages is not None and self.rounding_stages < 1:
+            raise InputError(f"--rounding-stages {self.rounding_stages}: give 1 or more")
+        stages = {} if self.rounding_stages is None else {"stages": self.rounding_stages}
+        return RoundingConfig(weights, **stages)
 
     def report_path(self) -> str:
         return self.report or str(Path(self.output).with_suffix(".report.json"))
@@ -246,7 +250,8 @@ def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.nd
         out, _ = pack_model(out)
     check_written(out)
     report = build_report(out)
-    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt, rounding=rounding.method.value)
+    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt, rounding=rounding.method.value,
+                  rounding_stages=rounding.stages)
     warn_full_range(report)
     return out, report
 
