@@ -165,3 +165,16 @@ def test_one_warning_without_vnni(monkeypatch, caplog, flags, warned):
         quantization.warn_full_range({"layers": [{"form": "u8s8(|w|<=64)"}]})  # capped: nothing to warn about
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == warned and all("--weight-range avx2" in l for l in lines)
+
+
+def test_perturbation_file_sets_the_plan_weights_and_refuses_others(tmp_path, prepared, capsys):
+    layers = prepared[1]
+    measured = WeightQuant(Rounding.NEAREST, WeightRange.AVX2)
+    delta = {"w4a8": 1.0, "w8a8": 0.01}
+    path = tmp_path / "pert.json"
+    Sensitivity(model=fingerprint(layers), method="perturbation", weights=measured,
+                layers={l.name: LayerSensitivity(0.0, delta_loss=delta) for l in layers}).save(path)
+    assert Plan.load(make_plan(tmp_path, str(path))).weights == measured  # the quantizer whose ΔL was measured
+    code, err = error_of(capsys, "plan", MODEL, "--sensitivity", path, "--max-size", "50%", "--weight-range", "full",
+                         "-o", tmp_path / "p2.json")
+    assert code == 2 and "measured ΔL for --rounding nearest --weight-range avx2" in err and len(err.splitlines()) == 1
