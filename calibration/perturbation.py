@@ -1,8 +1,8 @@
 """Forward-only sensitivity: the measured change of the loss when one layer's weights are quantized.
 
 For layer i and weight quantizer Q_b (the weights quantize writes for `config.weights`: nearest at
-max-abs scales, or GPTQ with scale search on the same data's layer statistics, collected once) ``ΔL_i(b) = L(W_i <- Q_b(W_i)) - L(W)``, every other layer kept float. L is the distance of
-the first output to the model's own float output, averaged over the calibration samples:
+max-abs scales, or GPTQ with scale search on the same data's layer statistics, collected once)
+``ΔL_i(b) = L(W_i <- Q_b(W_i)) - L(W)``, every other layer kept float. L is the distance of the first output to the model's own float output, averaged over the calibration samples:
 ``KL(softmax(float) || softmax(perturbed))`` over the last axis (``loss="kl"``, classifier logits,
 as the Hessian route's ``--loss kl``) or the squared error summed per sample (``loss="mse"``).
 L(W) = 0, so ΔL is that loss. The planner can take ΔL as Ω_i(b) itself (`omega_from_delta`)

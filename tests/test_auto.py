@@ -49,6 +49,8 @@ def test_auto_digits_end_to_end(tmp_path):
     assert {b["w_bits"] for b in plan["layers"].values()} == {4, 8}  # a real mix
     quant = json.loads((out / "quantize.json").read_text())
     assert quant["totals"]["size_bytes"] == summary["size_bytes"] <= budget["bytes"]
+    weights = {"rounding": "gptq", "range": ORT_EXACT_RANGE.value}  # Ω from the calibration data's GPTQ weights
+    assert plan["weights"] == quant["weights"] == weights
     for line in ("stage", "sensitivity", "plan", "quantize", "validate", "accuracy: float 99.80%", "gate PASSED"):
         assert line in result.output
 
