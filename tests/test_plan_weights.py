@@ -178,3 +178,12 @@ def test_perturbation_file_sets_the_plan_weights_and_refuses_others(tmp_path, pr
     code, err = error_of(capsys, "plan", MODEL, "--sensitivity", path, "--max-size", "50%", "--weight-range", "full",
                          "-o", tmp_path / "p2.json")
     assert code == 2 and "measured ΔL for --rounding nearest --weight-range avx2" in err and len(err.splitlines()) == 1
+
+
+def test_rounding_stages_option_reaches_the_report(tmp_path, capsys):
+    result, out = quantize(tmp_path, "--bits", "w4a8", "--rounding-stages", "1")
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.with_suffix(".report.json").read_text())["rounding_stages"] == 1
+    code, err = error_of(capsys, "quantize", MODEL, "--calib", CALIB, "--bits", "8", "--rounding-stages", "0",
+                         "-o", tmp_path / "z.onnx")
+    assert code == 2 and "--rounding-stages" in err
