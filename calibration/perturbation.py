@@ -1,16 +1,17 @@
 """Forward-only sensitivity: the measured change of the loss when one layer's weights are quantized.
 
-For layer i and weight quantizer Q_b (the rewrite's own, `fake_quantize`, symmetric per output
-channel) ``ΔL_i(b) = L(W_i <- Q_b(W_i)) - L(W)``, every other layer kept float. L is the distance of
-the first output to the model's own float output, averaged over the calibration samples:
+For layer i and weight quantizer Q_b (the weights quantize writes for `config.weights`: nearest at
+max-abs scales, or GPTQ with scale search on the same data's layer statistics, collected once)
+``ΔL_i(b) = L(W_i <- Q_b(W_i)) - L(W)``, every other layer kept float. L is the distance of the first output to the model's own float output, averaged over the calibration samples:
 ``KL(softmax(float) || softmax(perturbed))`` over the last axis (``loss="kl"``, classifier logits,
 as the Hessian route's ``--loss kl``) or the squared error summed per sample (``loss="mse"``).
 L(W) = 0, so ΔL is that loss. The planner can take ΔL as Ω_i(b) itself (`omega_from_delta`)
 instead of trace_i · ||Q_b(W_i) - W_i||²: no second-order model, and no torch, so any model
 onnxruntime runs works (LSTM, Resize, ConvTranspose, contrib ops).
 
-Quantizers are measured once per distinct |w_q| cap (`weight_qmax`): w8a4 (127 levels) differs
-from w8a8 (capped at 64), w4a4 equals w4a8. Sessions: the float outputs come from one plain
+Quantizers are measured once per distinct |w_q| bound (`WeightQuant.qmax`): with the AVX2 range
+w8a4 (127 levels) differs from w8a8 (capped at 64), w4a4 equals w4a8. The file records the
+`WeightQuant`; the planner refuses to mix it with another. Sessions: the float outputs come from one plain
 session; each layer gets one session in which its weight initializer is also a graph input
 (overridable), fed with every Q_b(W_i) in turn. Measured on 2 cores, 1 ORT thread, 4 batches of 64:
 a ResNet-20-shaped CIFAR net with bits 2,3,4,8 took 2.5 s this way, 3.9 s with a session rebuilt
@@ -30,7 +31,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from onnx_hawq.arith.quantizer import ACT_BITS, WEIGHT_BITS, fake_quantize, weight_qmax
+from onnx_hawq.arith.quantizer import ACT_BITS, WEIGHT_BITS, WeightQuant, fake_quantize
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError
@@ -54,6 +55,7 @@ class PerturbationConfig(JsonConfig):
     batch_size: int = 64
     batches: int | None = 4  # batches used (None: all)
     threads: int = 0  # onnxruntime intra-op threads (0: its default)
+    weights: WeightQuant = WeightQuant()  # the weight quantizer whose ΔL is measured
 
     def __post_init__(self):
         if not self.bits or any(b not in WEIGHT_BITS for b in self.bits):
@@ -75,23 +77,37 @@ class PerturbationResult:
     seconds: float
 
 
-def quantizers(bits, act_bits) -> dict[str, LayerBits]:
-    """One choice per distinct weight quantizer (|w_q| cap), keyed by its label ('w4a8');
+def quantizers(bits, act_bits, weights: WeightQuant) -> dict[str, LayerBits]:
+    """One choice per distinct weight quantizer (|w_q| bound), keyed by its label ('w4a8');
     8-bit activations name a quantizer that 4-bit ones share."""
     out, caps = {}, set()
     for a in sorted(set(act_bits), reverse=True):
         for w in sorted(set(bits)):
-            if weight_qmax(w, a) not in caps:
-                caps.add(weight_qmax(w, a))
+            if weights.qmax(w, a) not in caps:
+                caps.add(weights.qmax(w, a))
                 out[LayerBits(w, a).label()] = LayerBits(w, a)
     return out
 
 
-def quantized_weight(model: onnx.ModelProto, layer: Layer, choice: LayerBits) -> np.ndarray:
-    """Q_b(W) of `layer` in its initializer's layout (out axis moved to 0 and back) and dtype."""
+def quantized_weight(model: onnx.ModelProto, layer: Layer, q: np.ndarray) -> np.ndarray:
+    """A dequantized weight `q` (out channels on axis 0) in `layer`'s initializer layout and dtype."""
     init = next(i for i in model.graph.initializer if i.name == layer.weight)
-    q = fake_quantize(weights_of(model, layer), choice.w_bits, choice.a_bits)
     return np.ascontiguousarray(np.moveaxis(q, 0, layer.out_axis).astype(helper.tensor_dtype_to_np_dtype(init.data_type)))
+
+
+def quantized_weights(model: onnx.ModelProto, layers: list[Layer], data: dict, config: PerturbationConfig):
+    """Yield (layer, {label: Q_b(W) in the initializer's layout}) for every quantizer of `config`."""
+    from onnx_hawq.calibration.rounding import Rounding, RoundingConfig, rounded_weights
+
+    choices = quantizers(config.bits, config.act_bits, config.weights)
+    qmax = {key: config.weights.qmax(c.w_bits, c.a_bits) for key, c in choices.items()}
+    if config.weights.rounding == Rounding.NEAREST:
+        deq = ((l, {q: fake_quantize(weights_of(model, l), q) for q in qmax.values()}) for l in layers)
+    else:
+        deq = rounded_weights(model, layers, {l.name: tuple(qmax.values()) for l in layers}, data,
+                              RoundingConfig(config.weights))
+    for layer, by_bound in deq:
+        yield layer, {key: quantized_weight(model, layer, by_bound[q]) for key, q in qmax.items()}
 
 
 def with_weight_input(model: onnx.ModelProto, weight: str) -> onnx.ModelProto:
@@ -164,15 +180,15 @@ def delta_losses(model: onnx.ModelProto, layers: list[Layer], data: dict[str, np
         log.warning("layers share weight(s) %s: their ΔL quantizes every layer using it", ", ".join(shared))
     feeds = calibration_feeds(model, data, config)
     refs = float_references(model, feeds, config)
-    choices, name, samples = quantizers(config.bits, config.act_bits), model.graph.output[0].name, sum(map(len, refs))
+    name, samples = model.graph.output[0].name, sum(map(len, refs))
     stats = {}
-    for layer in tqdm(layers, desc="perturbation", disable=not progress, leave=False):
+    for layer, qs in tqdm(quantized_weights(model, layers, data, config), total=len(layers), desc="perturbation",
+                          disable=not progress, leave=False):
         sess = session(with_weight_input(model, layer.weight), config.threads)
-        delta = {key: mean_loss(sess, name, feeds, refs, {layer.weight: quantized_weight(model, layer, ch)},
-                                config.loss) for key, ch in choices.items()}
+        delta = {key: mean_loss(sess, name, feeds, refs, {layer.weight: q}, config.loss) for key, q in qs.items()}
         stats[layer.name] = LayerSensitivity(trace=0.0, samples=samples, params=layer.params, delta_loss=delta)
         log.debug("%s: ΔL %s", layer.name, ", ".join(f"{k} {v:.4g}" for k, v in delta.items()))
-    runs = len(feeds) * (1 + len(layers) * len(choices))
+    runs = len(feeds) * (1 + len(layers) * len(quantizers(config.bits, config.act_bits, config.weights)))
     return PerturbationResult(stats, runs, time.perf_counter() - start)
 
 
@@ -181,33 +197,46 @@ def perturbation_sensitivity(model: onnx.ModelProto, layers: list[Layer], data: 
     """`delta_losses` as a sensitivity file's contents (method perturbation)."""
     res = delta_losses(model, layers, data, config, progress)
     log.info("sensitivity: %d onnxruntime batch runs in %.1f s", res.runs, res.seconds)
-    return Sensitivity(model=fingerprint(layers), method=METHOD, layers=res.layers, source="onnx", loss=config.loss)
+    return Sensitivity(model=fingerprint(layers), method=METHOD, layers=res.layers, source="onnx", loss=config.loss,
+                       weights=config.weights)
 
 
-def _quantizer_cap(label: str, layer: str) -> int:
-    """'w4a8' -> the |w_q| cap of that quantizer (InputError for a malformed key)."""
+def measured_weights(sens: Sensitivity) -> WeightQuant:
+    """The weight quantizer a perturbation file measured (files from before the record: nearest/avx2)."""
+    from onnx_hawq.plans import LEGACY_WEIGHTS
+
+    return sens.weights or LEGACY_WEIGHTS
+
+
+def _quantizer_cap(label: str, layer: str, weights: WeightQuant) -> int:
+    """'w4a8' -> the |w_q| bound of that quantizer (InputError for a malformed key)."""
     try:
         w, a = label[1:].split("a")
         choice = LayerBits(int(w), int(a))
     except (ValueError, InputError):
         raise InputError(f"sensitivity file: layer {layer} has a malformed delta_loss key {label!r}") from None
-    return weight_qmax(choice.w_bits, choice.a_bits)
+    return weights.qmax(choice.w_bits, choice.a_bits)
 
 
-def omega_from_delta(sens: Sensitivity, layers: list[Layer], choices) -> tuple[tuple[float, ...], ...]:
-    """Ω[layer][choice] = the measured ΔL of the choice's weight quantizer (same |w_q| cap), >= 0.
+def omega_from_delta(sens: Sensitivity, layers: list[Layer], choices,
+                     weights: WeightQuant) -> tuple[tuple[float, ...], ...]:
+    """Ω[layer][choice] = the measured ΔL of the choice's weight quantizer (same |w_q| bound), >= 0.
 
-    For a sensitivity of method perturbation; a choice whose quantizer was not measured is an InputError.
+    For a sensitivity of method perturbation measured with `weights`; a choice whose quantizer was not
+    measured, or another weight quantizer, is an InputError.
     """
     if sens.method != METHOD:
         raise InputError(f"sensitivity file of method {sens.method!r} holds no measured ΔL")
+    if measured_weights(sens) != weights:
+        raise InputError(f"the sensitivity file measured ΔL for {measured_weights(sens).label()}, the plan is for "
+                         f"{weights.label()}: plan with those options or re-measure")
     out = []
     for layer in layers:
         entry = sens.layers[layer.name].delta_loss or {}
-        measured = {_quantizer_cap(k, layer.name): v for k, v in entry.items()}
+        measured = {_quantizer_cap(k, layer.name, weights): v for k, v in entry.items()}
         row = []
         for ch in choices:
-            value = measured.get(weight_qmax(ch.w_bits, ch.a_bits))
+            value = measured.get(weights.qmax(ch.w_bits, ch.a_bits))
             if value is None:
                 raise InputError(f"sensitivity file has no measured ΔL for layer {layer.name} at {ch.label()}; "
                                  f"re-run `onnx-hawq sensitivity --method perturbation` with those bits")

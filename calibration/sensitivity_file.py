@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from onnx_hawq.arith.quantizer import WeightQuant
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError, close_matches
 from onnx_hawq.layers import Layer
@@ -46,9 +47,10 @@ class Sensitivity(JsonConfig):
     source: str = ""  # "torch:<module:factory>" or "onnx"
     hvp_count: int = 0
     loss: str | None = None  # method perturbation: the loss whose change was measured (kl | mse)
+    weights: WeightQuant | None = None  # method perturbation: the weight quantizer measured
 
     def to_dict(self) -> dict:
-        return _without_none(super().to_dict(), ("loss",))
+        return _without_none(super().to_dict(), ("loss", "weights"))
 
     def check_model(self, layers: list[Layer]) -> None:
         """Refuse a sensitivity file made for a different model."""

@@ -35,7 +35,8 @@ def sensitivity(model: str, output: str, data: str | None = None, torch: str | N
 def plan(model: str, sensitivity: str, output: str, max_size: str | None = None, max_bops: str | None = None,
          max_latency: str | None = None, bits: str = "4,8", act_bits: str = "8", pin: tuple[str, ...] = (),
          **options):
-    """`onnx-hawq plan`: limits as on the command line ('50%', '40KB', '1.2G', '1.5ms')."""
+    """`onnx-hawq plan`: limits as on the command line ('50%', '40KB', '1.2G', '1.5ms'); options are
+    PlanConfig fields (calib, rounding 'gptq'|'nearest', weight_range 'full'|'avx2', ...)."""
     from onnx_hawq.planning.config import PlanConfig, parse_bits, parse_pin
     from onnx_hawq.planning.limits import parse_limit
     from onnx_hawq.planning.planner import make_plan
@@ -50,7 +51,8 @@ def plan(model: str, sensitivity: str, output: str, max_size: str | None = None,
 
 def quantize(model: str, calib: str, output: str, bits_from: str | None = None, bits: str | None = None,
              **options) -> dict:
-    """`onnx-hawq quantize`: returns the report (also written next to the model)."""
+    """`onnx-hawq quantize`: returns the report (also written next to the model); options are
+    QuantizeConfig fields (rounding, weight_range 'full'|'avx2', format, ...)."""
     from onnx_hawq.quantization import QuantizeConfig, run_quantize
 
     return run_quantize(QuantizeConfig(model=model, output=output, calib=calib, plan=bits_from, bits=bits, **options))
@@ -74,7 +76,8 @@ def compile(model: str, output: str, target: str = "llvm", check: str | None = N
 
 
 def auto(model: str, calib: str, data: str, output: str, max_size: str = "50%", labels: str | None = None,
-         bits: str = "4,8", act_bits: str = "8", **thresholds):
+         bits: str = "4,8", act_bits: str = "8", rounding: str | None = None, weight_range: str | None = None,
+         **thresholds):
     """`onnx-hawq auto`: returns the AutoResult; `result.validation.passed` is the gate."""
     from onnx_hawq.pipeline import AutoConfig, run_auto
     from onnx_hawq.planning.config import parse_bits
@@ -82,7 +85,7 @@ def auto(model: str, calib: str, data: str, output: str, max_size: str = "50%", 
 
     cfg = AutoConfig(model=model, calib=calib, data=data, output=output, max_size=parse_limit("size", max_size),
                      labels=labels, bits=parse_bits(bits, "--bits"), act_bits=parse_bits(act_bits, "--act-bits"),
-                     thresholds=_thresholds(**thresholds))
+                     thresholds=_thresholds(**thresholds), rounding=rounding, weight_range=weight_range)
     return run_auto(cfg)
 
 

@@ -58,6 +58,8 @@ class AutoConfig(JsonConfig):
     route: str = "auto"  # sensitivity route, one of SENSITIVITY_ROUTES
     options: CompareOptions = CompareOptions(layerwise=True)
     thresholds: Thresholds = Thresholds()
+    rounding: Optional[str] = None  # weight rounding of Ω and quantize (None: gptq)
+    weight_range: Optional[str] = None  # full | avx2 (None: WeightQuant's default)
 
     def __post_init__(self):
         if self.max_size.resource != "size":
@@ -211,13 +213,15 @@ def sensitivity_route(cfg: AutoConfig, inp: Inputs) -> str:
 
 def sensitivity_config(cfg: AutoConfig, art: Artefacts, route: str, show_progress: bool):
     """The SensitivityConfig of the stage, for the Hessian or the perturbation route."""
+    from onnx_hawq.arith.quantizer import WeightQuant
     from onnx_hawq.calibration.perturbation import PerturbationConfig
     from onnx_hawq.calibration.run import SensitivityConfig
 
     forward = None
     if route == "perturbation":
         forward = PerturbationConfig(bits=tuple(sorted(set(cfg.bits) | {8})), act_bits=cfg.act_bits, loss=cfg.loss,
-                                     batch_size=cfg.sens_batch_size, batches=cfg.sens_batches)
+                                     batch_size=cfg.sens_batch_size, batches=cfg.sens_batches,
+                                     weights=WeightQuant.of(cfg.rounding, cfg.weight_range))
     return SensitivityConfig(model=cfg.model, output=str(art.sensitivity), data=cfg.calib, loss=cfg.loss,
                              batch_size=cfg.sens_batch_size, batches=cfg.sens_batches, hessian=cfg.hessian,
                              plot=str(art.sensitivity_png), progress=show_progress, perturbation=forward)
@@ -236,7 +240,8 @@ def sensitivity_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, route: str, 
 
 def plan_config(cfg: AutoConfig, art: Artefacts) -> PlanConfig:
     return PlanConfig(model=cfg.model, sensitivity=str(art.sensitivity), output=str(art.plan), bits=cfg.bits,
-                      act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual)
+                      act_bits=cfg.act_bits, pins=cfg.pins, tie_residual=cfg.tie_residual, calib=cfg.calib,
+                      rounding=cfg.rounding, weight_range=cfg.weight_range)
 
 
 def check_plan_options(cfg: AutoConfig, art: Artefacts, inp: Inputs) -> SizeBudget:
@@ -303,7 +308,7 @@ def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
     pcfg = plan_config(cfg, art)
     layers = find_layers(inp.prepared)
     sens.check_model(layers)
-    inst = instance_of(pcfg, inp.prepared, layers, sens)
+    inst = instance_of(pcfg, inp.prepared, layers, sens, data=inp.calib)  # Ω of the GPTQ-rounded weights
     budget = size_budget(inst, cfg.max_size)
     limits = {"size": budget.bytes}
     sol = solve_limits(inst, limits, pcfg)
@@ -316,11 +321,12 @@ def plan_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, sens):
 def quantize_stage(cfg: AutoConfig, art: Artefacts, inp: Inputs, plan, progress: Callable | None):
     """The quantized model (checked, saved) and its report (saved)."""
     from onnx_hawq.calibration.ranges import CalibConfig
+    from onnx_hawq.calibration.rounding import RoundingConfig
     from onnx_hawq.model_io import save_model_any
     from onnx_hawq.quantization import quantize_to_format
 
     model, report = quantize_to_format(inp.prepared, plan, inp.calib, CalibConfig(), progress=progress,
-                                       prepared=True)
+                                       prepared=True, rounding=RoundingConfig(plan.weight_quant()))
     report.update(model=cfg.model, output=str(art.model))
     save_model_any(model, art.model)
     atomic_write_json(art.quantize_report, report)

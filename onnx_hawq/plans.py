@@ -10,7 +10,10 @@ from typing import Any
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError, close_matches
 from onnx_hawq.layers import Layer
-from onnx_hawq.arith.quantizer import ACT_BITS, WEIGHT_BITS
+from onnx_hawq.arith.quantizer import ACT_BITS, WEIGHT_BITS, Rounding, WeightQuant, WeightRange
+
+# what the planner's Ω measured before plans recorded it: nearest rounding, 8-bit weights capped at 64
+LEGACY_WEIGHTS = WeightQuant(Rounding.NEAREST, WeightRange.AVX2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +35,8 @@ class LayerBits(JsonConfig):
 
 @dataclasses.dataclass(frozen=True)
 class Plan(JsonConfig):
-    """Per-layer bits plus defaults; `model` fingerprints the layers the plan was made for."""
+    """Per-layer bits plus defaults; `model` fingerprints the layers the plan was made for; `weights`
+    is the weight quantizer (rounding, range) the planner's Ω measured."""
 
     KIND = "onnx-hawq-plan"
     VERSION = 1
@@ -41,6 +45,14 @@ class Plan(JsonConfig):
     layers: dict[str, LayerBits] = dataclasses.field(default_factory=dict)
     model: str | None = None
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    weights: WeightQuant | None = None
+
+    def weight_quant(self) -> WeightQuant | None:
+        """The quantizer the plan's Ω was computed for: recorded, else (a planner's plan from before the
+        record, with an objective in its meta) nearest/avx2; None for a plan written by hand."""
+        if self.weights is not None:
+            return self.weights
+        return LEGACY_WEIGHTS if "objective" in self.meta else None
 
     def histogram(self) -> dict[str, int]:
         """How many layers take each bit choice, e.g. {'w4a8': 5, 'w8a8': 2}."""

@@ -16,10 +16,11 @@ import onnx
 from onnx import helper
 
 from onnx_hawq.arith import schema
-from onnx_hawq.arith.quantizer import TensorQ, activation_params, weight_qmax
+from onnx_hawq.arith.quantizer import (FULL_RANGE_FORM, INT32_U8S8_FLAGS, TensorQ, WeightQuant, activation_params,
+                                       cpu_flags)
 from onnx_hawq.arith.signatures import MS
 from onnx_hawq.calibration.ranges import CalibConfig, Method, collect_ranges
-from onnx_hawq.calibration.rounding import Rounding, RoundingConfig, parse_rounding, round_layers
+from onnx_hawq.calibration.rounding import RoundingConfig, round_layers
 from onnx_hawq.config import JsonConfig, atomic_write_json
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers, inferred_shapes, name_nodes
@@ -73,7 +74,8 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     params, exact = tensor_params(ann, ranges, spatial)
     graph = Graph(prepared)
     weights = [l.weight for l in layers]
-    ctx = QuantContext.of(graph.consts, params, bits, ann.qnodes, spatial=spatial, exact=exact,
+    ctx = QuantContext.of(graph.consts, params, bits, ann.qnodes, weight_range=rounding.weights.range,
+                          spatial=spatial, exact=exact,
                           shared_weights=frozenset(w for w in weights if weights.count(w) > 1))
     ctx = with_rounding(ctx, ann, prepared, layers, data, dataclasses.replace(
         rounding, batch_size=batch or rounding.batch_size), progress)
@@ -82,6 +84,7 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
         log.info("kept %s float: %s", r.node, r.reason)
     _add_boundaries(graph, ctx)
     _finish(graph)
+    schema.set_model_meta(graph.model, "weights", rounding.weights.to_dict())
     return QuantizeResult(graph.model, list(outcome.records), ann.float_ops,
                           [r.to_dict() for r in outcome.refused], layers)
 
@@ -90,14 +93,19 @@ def with_rounding(ctx: QuantContext, ann: Annotation, model, layers, data, round
     """`ctx` with the rounding stage's codes and shipped scales for every weight layer."""
     by_layer = {q.layer.name: q for q in ann.qnodes if q.layer is not None}
     snap = lambda layer, codes, scales, shift: ctx.shipped_scales(by_layer[layer.name], codes, scales, shift)
-    rounded = round_layers(model, layers, weight_bounds(ann, ctx.bits, ctx.params), data, rounding, progress, snap)
+    bounds = {name: ctx.qmax(qn) for name, qn in by_layer.items()}
+    rounded = round_layers(model, layers, bounds, data, rounding, progress, snap)
     return dataclasses.replace(ctx, rounded=types.MappingProxyType(rounded))
 
 
-def weight_bounds(ann: Annotation, bits: dict, params: dict[str, TensorQ]) -> dict[str, int]:
-    """Layer name -> the |code| bound of its weights (its bits and its input's activation bits)."""
-    return {q.layer.name: weight_qmax(bits[q.layer.name].w_bits, params[q.inputs[0]].bits)
-            for q in ann.qnodes if q.layer is not None}
+def warn_full_range(report: dict) -> None:
+    """One warning when full-range 8-bit layers were written on an x86 CPU whose onnxruntime u8 x s8
+    kernel (AVX2, int16 pair sums) can saturate on them."""
+    flags = cpu_flags()
+    if flags and not flags & set(INT32_U8S8_FLAGS) and any(r["form"] == FULL_RANGE_FORM for r in report["layers"]):
+        log.warning("this CPU has no AVX512-VNNI/AVX-VNNI/AMX-INT8: onnxruntime's AVX2 kernel can saturate on the "
+                    "full-range 8-bit layers here (TVM stays exact); for AVX2 targets quantize "
+                    "with --weight-range avx2")
 
 
 HALF_TYPES = {onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.BFLOAT16: "bfloat16"}
@@ -186,13 +194,25 @@ class QuantizeConfig(JsonConfig):
     report: str | None = None
     format: str = "qlinear"
     pack: bool = True  # 2-4-bit weights as INT4 initializers
-    rounding: str = "gptq"  # gptq (data-driven, second order) | nearest
+    rounding: str | None = None  # gptq (data-driven, second order) | nearest; None: the plan's, else gptq
+    weight_range: str | None = None  # full | avx2; None: the plan's, else full
+    rounding_stages: int | None = None  # sequential GPTQ stages (1: one pass); None: RoundingConfig's
 
     def calib_config(self) -> CalibConfig:
         return CalibConfig(Method(self.method), self.percentile, max_samples=self.max_samples)
 
-    def rounding_config(self) -> RoundingConfig:
-        return RoundingConfig(parse_rounding(self.rounding))
+    def rounding_config(self, plan: Plan | None = None) -> RoundingConfig:
+        """The given rounding and range, the others from the plan's record (else the defaults); a plan
+        made for other weights is refused (its Ω measured another quantizer)."""
+        made = plan.weight_quant() if plan is not None else None
+        weights = WeightQuant.of(self.rounding, self.weight_range, made)
+        if made is not None and weights != made:
+            raise InputError(f"{self.plan} was planned for {made.label()} (its Ω measured that quantizer), "
+                             f"not {weights.label()}: drop the option or re-run `onnx-hawq plan` with it")
+        if self.rounding_stages is not None and self.rounding_stages < 1:
+            raise InputError(f"--rounding-stages {self.rounding_stages}: give 1 or more")
+        stages = {} if self.rounding_stages is None else {"stages": self.rounding_stages}
+        return RoundingConfig(weights, **stages)
 
     def report_path(self) -> str:
         return self.report or str(Path(self.output).with_suffix(".report.json"))
@@ -218,7 +238,9 @@ def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.nd
         out, _ = pack_model(out)
     check_written(out)
     report = build_report(out)
-    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt, rounding=rounding.method.value)
+    report.update(plan=plan.to_dict(), refused=result.refused, format=fmt, rounding=rounding.method.value,
+                  rounding_stages=rounding.stages)
+    warn_full_range(report)
     return out, report
 
 
@@ -232,8 +254,9 @@ def run_quantize(config: QuantizeConfig, progress: Callable | None = None) -> di
     plan = Plan.load(config.plan, "plan") if config.plan else uniform_plan(config.bits)
     model = load_model(config.model)
     data = load_data(config.calib, model, "calibration")
+    rounding = config.rounding_config(plan)
     out, report = quantize_to_format(model, plan, data, config.calib_config(), config.format, progress,
-                                     pack=config.pack, rounding=config.rounding_config())
+                                     pack=config.pack, rounding=rounding)
     report.update(model=config.model, output=config.output)
     save_model(out, config.output)
     atomic_write_json(config.report_path(), report)

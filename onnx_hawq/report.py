@@ -101,7 +101,7 @@ def build_report(model: onnx.ModelProto) -> dict:
               "compression": round(4 * params / size, 3) if size else None,
               "all_exact": all(bool(r["exact"]) for r in layers if r["exact"] is not None)}
     return {"kind": KIND, "version": VERSION, "layers": layers, "nodes": nodes, "totals": totals,
-            "float_ops": sorted(set(float_ops))}
+            "float_ops": sorted(set(float_ops)), "weights": schema.model_meta(model).get("weights")}
 
 
 WEIGHT_SLOTS = ("w", "w_scale", "w_zp", "bias")
@@ -152,6 +152,19 @@ def format_table(report: dict) -> str:
                  f"{t['compression']}x smaller), all requantizations exact: {t['all_exact']}"
                  + (" ('float': layer output stays float, no requantization)"
                     if any(r["exact"] is None for r in report["layers"]) else ""))
+    if report.get("weights"):
+        lines.append(weights_line(report["weights"]))
     if report["float_ops"]:
         lines.append("kept in float: " + ", ".join(report["float_ops"]))
     return "\n".join(lines)
+
+
+RANGE_TEXT = {"full": "full range |w_q| <= 2^(b-1)-1 (8-bit layers on 8-bit inputs exact in onnxruntime on "
+                      "VNNI/AMX CPUs)",
+              "avx2": "8-bit weights on 8-bit inputs capped at |w_q| <= 64 (exact on AVX2's u8s8 kernel too)"}
+
+
+def weights_line(weights: dict) -> str:
+    """One line naming the weight rounding and range a model was quantized with."""
+    rng = weights.get("range")
+    return f"weights: {weights.get('rounding')} rounding, {RANGE_TEXT.get(rng, rng)}"

@@ -8,13 +8,13 @@ import onnx
 from onnx_hawq.plans import Plan, uniform_plan
 from onnx_hawq.quantization import quantize_model
 from onnx_hawq.reference import ReferenceRunner
-from tests.helpers import run_ort
+from tests.helpers import ORT_EXACT, run_ort
 
 
 def quantize_tiny(model: onnx.ModelProto, feeds: dict, plan: Plan | str = "8") -> onnx.ModelProto:
     """Quantize `model` calibrated on `feeds`; check the result with onnx.checker."""
     plan = uniform_plan(plan) if isinstance(plan, str) else plan
-    out = quantize_model(model, plan, feeds).model
+    out = quantize_model(model, plan, feeds, rounding=ORT_EXACT).model
     onnx.checker.check_model(out)
     return out
 

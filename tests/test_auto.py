@@ -13,9 +13,12 @@ from onnx_hawq.cli.main import cli, main
 from onnx_hawq.planning import ilp
 from onnx_hawq.planning.limits import parse_limit
 from onnx_hawq.pipeline import size_budget
+from tests.helpers import ORT_EXACT_RANGE
 from tests.vhelpers import CALIB, FLOAT, TEST
 
-BASE = [str(FLOAT), "--calib", str(CALIB), "--data", str(TEST), "--max-iter", "4", "--tol", "0.5", "--threads", "1"]
+# validated in onnxruntime: at the weight range its kernel on this CPU is exact at
+BASE = [str(FLOAT), "--calib", str(CALIB), "--data", str(TEST), "--max-iter", "4", "--tol", "0.5", "--threads", "1",
+        "--weight-range", ORT_EXACT_RANGE.value]
 FILES = ["sensitivity.json", "sensitivity.png", "plan.json", "digits_resnet.quant.onnx", "quantize.json",
          "validation.json", "layers.png", "auto.json"]
 
@@ -46,6 +49,8 @@ def test_auto_digits_end_to_end(tmp_path):
     assert {b["w_bits"] for b in plan["layers"].values()} == {4, 8}  # a real mix
     quant = json.loads((out / "quantize.json").read_text())
     assert quant["totals"]["size_bytes"] == summary["size_bytes"] <= budget["bytes"]
+    weights = {"rounding": "gptq", "range": ORT_EXACT_RANGE.value}  # Ω from the calibration data's GPTQ weights
+    assert plan["weights"] == quant["weights"] == weights
     for line in ("stage", "sensitivity", "plan", "quantize", "validate", "accuracy: float 99.80%", "gate PASSED"):
         assert line in result.output
 

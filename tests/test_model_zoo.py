@@ -7,7 +7,8 @@ import onnx
 import pytest
 
 from onnx_hawq.calibration.ranges import CalibConfig
-from onnx_hawq.calibration.rounding import Rounding, RoundingConfig
+from onnx_hawq.arith.quantizer import Rounding, WeightQuant
+from onnx_hawq.calibration.rounding import RoundingConfig
 from onnx_hawq.plans import uniform_plan
 from onnx_hawq.quantization import quantize_model
 from tests.helpers import run_ort
@@ -25,7 +26,7 @@ def test_zoo_model_quantizes_and_runs_close_to_fp32(name):
     calib = {inp.name: r.random((4, *shape[1:]), dtype=np.float32)}
     # graph coverage on random inputs: round to nearest (GPTQ on VGG-19 alone would take minutes)
     result = quantize_model(model, uniform_plan("8"), calib, CalibConfig(batch_size=1),
-                            rounding=RoundingConfig(Rounding.NEAREST))
+                            rounding=RoundingConfig(WeightQuant(Rounding.NEAREST)))
     onnx.checker.check_model(result.model)
     ops = [n.op_type for n in result.model.graph.node]
     assert ops.count("QLinearConv") >= 0.9 * sum(n.op_type == "Conv" for n in model.graph.node)

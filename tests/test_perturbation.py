@@ -15,9 +15,10 @@ from onnx_hawq.plans import LayerBits, fingerprint
 from onnx_hawq.planning.costs import bops, candidate_choices, perturbations, size_bytes
 from onnx_hawq.planning.instance import load_prepared
 from onnx_hawq.planning.limits import Limit, format_amount, parse_limit
-from onnx_hawq.arith.quantizer import weight_error
+from onnx_hawq.arith.quantizer import Rounding, WeightQuant, WeightRange, weight_error
 
 MODEL = Path(__file__).resolve().parents[1] / "sample_models" / "digits_resnet.onnx"
+NEAREST = WeightQuant(Rounding.NEAREST)
 
 
 @pytest.fixture(scope="module")
@@ -31,36 +32,43 @@ def sensitivity(layers, trace=1.0, eigen=None) -> Sensitivity:
                                for i, l in enumerate(layers)})
 
 
-def test_omega_is_trace_times_rewrite_quantizer_error(prepared):
+@pytest.mark.parametrize("weight_range", list(WeightRange))
+def test_omega_is_trace_times_rewrite_quantizer_error(prepared, weight_range):
     model, layers = prepared
     choices = candidate_choices((2, 4, 8), (4, 8))
-    omega = perturbations(model, layers, sensitivity(layers, 0.5), choices, "trace")
+    weights = WeightQuant(Rounding.NEAREST, weight_range)
+    omega = perturbations(model, layers, sensitivity(layers, 0.5), choices, "trace", weights)
     for i, layer in enumerate(layers):
         w = weights_of(model, layer)
         for k, ch in enumerate(choices):
-            assert omega[i][k] == pytest.approx(0.5 * (i + 1) * weight_error(w, ch.w_bits, ch.a_bits), rel=1e-12)
+            want = 0.5 * (i + 1) * weight_error(w, weights.qmax(ch.w_bits, ch.a_bits))
+            assert omega[i][k] == pytest.approx(want, rel=1e-12)
+    w8a8, w8a4 = choices.index(LayerBits(8, 8)), choices.index(LayerBits(8, 4))
+    same = [row[w8a8] == row[w8a4] for row in omega]  # full range: one 127-level quantizer for both
+    assert all(same) if weight_range == WeightRange.FULL else not any(same)
 
 
 def test_omega_falls_with_more_bits(prepared):
     model, layers = prepared
     choices = candidate_choices((2, 3, 4, 5, 8), (8,))
-    omega = np.array(perturbations(model, layers, sensitivity(layers), choices, "trace"))
+    omega = np.array(perturbations(model, layers, sensitivity(layers), choices, "trace", NEAREST))
     assert np.all(np.diff(omega, axis=1) < 0)
 
 
 def test_eigen_metric_uses_eigenvalue_and_needs_it(prepared):
     model, layers = prepared
     choices = candidate_choices((4,), (8,))
-    with_eig = perturbations(model, layers, sensitivity(layers, trace=1.0, eigen=3.0), choices, "eigen")
-    trace = perturbations(model, layers, sensitivity(layers, trace=1.0), choices, "trace")
+    with_eig = perturbations(model, layers, sensitivity(layers, trace=1.0, eigen=3.0), choices, "eigen", NEAREST)
+    trace = perturbations(model, layers, sensitivity(layers, trace=1.0), choices, "trace", NEAREST)
     assert with_eig[0][0] == pytest.approx(3.0 * trace[0][0])
     with pytest.raises(InputError, match="no eigenvalue"):
-        perturbations(model, layers, sensitivity(layers), choices, "eigen")
+        perturbations(model, layers, sensitivity(layers), choices, "eigen", NEAREST)
 
 
 def test_negative_trace_counts_as_insensitive(prepared):
     model, layers = prepared
-    omega = perturbations(model, layers, sensitivity(layers, trace=-1.0), candidate_choices((4,), (8,)), "trace")
+    omega = perturbations(model, layers, sensitivity(layers, trace=-1.0), candidate_choices((4,), (8,)), "trace",
+                          NEAREST)
     assert all(row == (0.0,) for row in omega)
 
 

@@ -9,16 +9,17 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnx_hawq.arith.quantizer import fake_quantize
+from onnx_hawq.arith.quantizer import Rounding, WeightQuant, WeightRange, fake_quantize
 from onnx_hawq.calibration.perturbation import (
     PerturbationConfig, delta_losses, omega_from_delta, perturbation_sensitivity, quantizers)
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.errors import InputError
 from onnx_hawq.layers import find_layers
 from onnx_hawq.ort import session
-from onnx_hawq.plans import LayerBits
+from onnx_hawq.plans import LEGACY_WEIGHTS, LayerBits
 
 R = np.random.default_rng(7)
+NEAREST = WeightQuant(Rounding.NEAREST)
 
 
 def mlp():
@@ -51,27 +52,48 @@ def hand_loss(ref, out, loss):
     return float((np.exp(lp) * (lp - lq)).sum(axis=1).mean())
 
 
-@pytest.mark.parametrize("loss", ["kl", "mse"])
-def test_mlp_matches_hand_computation(loss):
+@pytest.mark.parametrize("loss,weight_range", [("kl", "avx2"), ("mse", "avx2"), ("kl", "full")])
+def test_mlp_matches_hand_computation(loss, weight_range):
     model, (w1, b1, w2, b2) = mlp()
     layers = find_layers(model)
     assert [(l.name, l.out_axis) for l in layers] == [("fc1", 0), ("fc2", 1)]
     x = R.normal(size=(40, 6)).astype(np.float32)
-    cfg = PerturbationConfig(bits=(2, 4, 8), act_bits=(8, 4), loss=loss, batch_size=16, batches=None)
+    weights = WeightQuant(Rounding.NEAREST, WeightRange(weight_range))
+    cfg = PerturbationConfig(bits=(2, 4, 8), act_bits=(8, 4), loss=loss, batch_size=16, batches=None,
+                             weights=weights)
     res = delta_losses(model, layers, {"x": x}, cfg)
     ref = numpy_forward(x, w1, b1, w2, b2)
-    assert list(quantizers(cfg.bits, cfg.act_bits)) == ["w2a8", "w4a8", "w8a8", "w8a4"]
-    assert res.runs == 3 * (1 + 2 * 4)  # 40 samples in batches of 16: 3 batches
-    for key, (w, a) in {"w2a8": (2, 8), "w4a8": (4, 8), "w8a8": (8, 8), "w8a4": (8, 4)}.items():
-        q1 = fake_quantize(w1, w, a)  # fc1: out channels already on axis 0
-        q2 = fake_quantize(w2.T, w, a).T  # fc2: out axis 1 moved to 0 and back
+    keys = {"w2a8": (2, 8), "w4a8": (4, 8), "w8a8": (8, 8)} | ({"w8a4": (8, 4)} if weight_range == "avx2" else {})
+    assert list(quantizers(cfg.bits, cfg.act_bits, weights)) == list(keys)  # full range: w8a4 is w8a8's quantizer
+    assert res.runs == 3 * (1 + 2 * len(keys))  # 40 samples in batches of 16: 3 batches
+    for key, (w, a) in keys.items():
+        q1 = fake_quantize(w1, weights.qmax(w, a))  # fc1: out channels already on axis 0
+        q2 = fake_quantize(w2.T, weights.qmax(w, a)).T  # fc2: out axis 1 moved to 0 and back
         want = {"fc1": hand_loss(ref, numpy_forward(x, q1, b1, w2, b2), loss),
                 "fc2": hand_loss(ref, numpy_forward(x, w1, b1, q2, b2), loss)}
         for name, value in want.items():
             got = res.layers[name].delta_loss[key]
             assert value > 0 and got == pytest.approx(value, rel=1e-4), (name, key)
     assert all(s.samples == 40 and s.params == 48 - 8 * (n == "fc2") for n, s in res.layers.items())
-    assert res.layers["fc1"].delta_loss["w8a4"] != res.layers["fc1"].delta_loss["w8a8"]  # 127 vs 64 levels
+    if weight_range == "avx2":
+        assert res.layers["fc1"].delta_loss["w8a4"] != res.layers["fc1"].delta_loss["w8a8"]  # 127 vs 64 levels
+
+
+def test_gptq_perturbation_measures_the_weights_quantize_writes():
+    from onnx_hawq.calibration.rounding import RoundingConfig, rounded_weights
+
+    model, (w1, b1, w2, b2) = mlp()
+    layers = find_layers(model)
+    x = R.normal(size=(40, 6)).astype(np.float32)
+    cfg = PerturbationConfig(bits=(3,), loss="mse", batch_size=40, weights=WeightQuant())
+    res = delta_losses(model, layers, {"x": x}, cfg)
+    ref = numpy_forward(x, w1, b1, w2, b2)
+    rounded = dict(rounded_weights(model, layers, {"fc1": (3,), "fc2": (3,)}, {"x": x}, RoundingConfig(cfg.weights)))
+    by_name = {l.name: q for l, q in rounded.items()}
+    want = hand_loss(ref, numpy_forward(x, by_name["fc1"][3], b1, w2, b2), "mse")
+    assert res.layers["fc1"].delta_loss["w3a8"] == pytest.approx(want, rel=1e-4)
+    nearest = hand_loss(ref, numpy_forward(x, fake_quantize(w1, 3), b1, w2, b2), "mse")
+    assert want != pytest.approx(nearest)  # GPTQ's weights, not nearest rounding's
 
 
 def lstm_model():
@@ -107,13 +129,15 @@ def test_lstm_model_runs_forward_only_without_torch():
     layers = find_layers(model)
     assert [l.name for l in layers] == ["proj", "head"]
     x = R.normal(size=(20, 6, 4)).astype(np.float32)
-    sens = perturbation_sensitivity(model, layers, {"x": x}, PerturbationConfig(bits=(3, 8), batch_size=8))
+    sens = perturbation_sensitivity(model, layers, {"x": x}, PerturbationConfig(bits=(3, 8), batch_size=8,
+                                                                                weights=NEAREST))
     assert sens.method == "perturbation" and sens.loss == "kl"
     ref = session(model).run(None, {"x": x})[0].astype(np.float64)
     for layer in layers:
         w = numpy_helper.to_array(next(i for i in model.graph.initializer if i.name == layer.weight))
         for bits in (3, 8):
-            q = np.moveaxis(fake_quantize(np.moveaxis(w, layer.out_axis, 0), bits), 0, layer.out_axis)
+            q = np.moveaxis(fake_quantize(np.moveaxis(w, layer.out_axis, 0), NEAREST.qmax(bits, 8)), 0,
+                            layer.out_axis)
             out = session(baked(model, layer.weight, q)).run(None, {"x": x})[0].astype(np.float64)
             want = hand_loss(ref, out, "kl")
             assert want > 0 and sens.layers[layer.name].delta_loss[f"w{bits}a8"] == pytest.approx(want, rel=1e-4)
@@ -127,10 +151,12 @@ def test_sensitivity_file_round_trip_and_backward_compatible(tmp_path):
     sens.save(tmp_path / "p.json")
     loaded = Sensitivity.load(tmp_path / "p.json")
     assert loaded == sens and loaded.layers["fc1"].delta_loss.keys() == {"w4a8", "w8a8"}
+    assert loaded.weights == WeightQuant()  # the measured quantizer is recorded
     loaded.check_model(layers)
     hessian = Sensitivity(model=sens.model, method="trace", layers={"fc1": LayerSensitivity(trace=2.0, samples=3)})
     written = hessian.to_dict()
-    assert "loss" not in written and "delta_loss" not in written["layers"]["fc1"]  # Hessian files as before
+    assert "loss" not in written and "weights" not in written  # Hessian files as before
+    assert "delta_loss" not in written["layers"]["fc1"]
     assert written["version"] == 1
     old = {"kind": "onnx-hawq-sensitivity", "version": 1, "model": "m", "method": "trace", "seed": 0,
            "source": "onnx", "hvp_count": 3, "layers": {"a": {"trace": 1.0, "stderr": 0.1, "samples": 3,
@@ -143,17 +169,19 @@ def test_omega_from_delta_maps_choices_by_weight_quantizer():
     entry = lambda v: LayerSensitivity(trace=0.0, delta_loss={"w4a8": v, "w8a8": v / 100, "w8a4": v / 300})
     sens = Sensitivity(model="m", method="perturbation", layers={"fc1": entry(3.0), "fc2": entry(-1e-18)})
     choices = (LayerBits(4, 4), LayerBits(4, 8), LayerBits(8, 4), LayerBits(8, 8))
-    omega = omega_from_delta(sens, layers, choices)
+    omega = omega_from_delta(sens, layers, choices, LEGACY_WEIGHTS)  # a file without the record: nearest/avx2
     assert omega[0] == (3.0, 3.0, 0.01, 0.03)  # w4a4 uses the w4a8 quantizer (same |w_q| <= 7)
     assert omega[1] == (0.0,) * 4  # float noise below zero is clamped
     with pytest.raises(InputError, match="no measured ΔL for layer fc1 at w2a8"):
-        omega_from_delta(sens, layers, (LayerBits(2, 8),))
+        omega_from_delta(sens, layers, (LayerBits(2, 8),), LEGACY_WEIGHTS)
     with pytest.raises(InputError, match="holds no measured"):
-        omega_from_delta(Sensitivity(model="m", method="trace", layers=sens.layers), layers, choices)
+        omega_from_delta(Sensitivity(model="m", method="trace", layers=sens.layers), layers, choices, LEGACY_WEIGHTS)
+    with pytest.raises(InputError, match="measured ΔL for --rounding nearest --weight-range avx2"):
+        omega_from_delta(sens, layers, choices, WeightQuant())
     bad = Sensitivity(model="m", method="perturbation", layers={"fc1": LayerSensitivity(0.0, delta_loss={"x": 1.0}),
                                                                  "fc2": entry(1.0)})
     with pytest.raises(InputError, match="malformed"):
-        omega_from_delta(bad, layers, choices)
+        omega_from_delta(bad, layers, choices, LEGACY_WEIGHTS)
 
 
 def test_bad_inputs_are_input_errors():

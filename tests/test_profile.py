@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
+from onnx_hawq.arith.quantizer import WeightQuant
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.cli.main import cli
 from onnx_hawq.errors import InputError
@@ -20,6 +21,7 @@ from onnx_hawq.plans import Plan, fingerprint
 from onnx_hawq.planning.instance import load_prepared
 from onnx_hawq.planning.latency import LatencyTable
 from onnx_hawq.planning.profiler import ProfileConfig, profile, quantized_weight, single_node_graph
+from tests.helpers import ORT_EXACT_RANGE
 
 MODEL = str(Path(__file__).resolve().parents[1] / "sample_models" / "digits_resnet.onnx")
 X_SCALE, Y_SCALE = 0.02, 0.05  # the profiler's fixed scales
@@ -50,7 +52,7 @@ def float_reference(node, layer, q, scales, x) -> np.ndarray:
 
 
 def check_node(model, layer, node, shape, w_bits, a_bits):
-    q, scales = quantized_weight(model, layer, w_bits, a_bits)
+    q, scales = quantized_weight(model, layer, w_bits, a_bits, WeightQuant(range=ORT_EXACT_RANGE))
     assert np.abs(q).max() <= (1 << (w_bits - 1)) - 1
     x = np.random.default_rng(1).integers(0, (1 << a_bits), size=shape, dtype=np.uint8)
     got = run(single_node_graph(node, layer, q, scales, shape), x).astype(np.int32)

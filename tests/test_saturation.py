@@ -1,14 +1,15 @@
 """DESIGN.md's claim, checked: ORT's AVX2 u8 x s8 kernel sums pairs of products in int16, so it is
-exact iff 2 * max|x_q| * max|w_q| <= 32767. We cap |w_q| at 64 for 8-bit activations."""
+exact iff 2 * max|x_q| * max|w_q| <= 32767; its VNNI/AMX kernels accumulate in int32 and are exact at
+the full range. Full range is the default; `WeightRange.AVX2` caps |w_q| at 64 for 8-bit activations."""
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from onnx_hawq.arith.quantizer import weight_qmax
+from onnx_hawq.arith.quantizer import WeightRange, weight_form, weight_qmax
 from onnx_hawq.reference import qlinear_conv
-from tests.helpers import run_ort
+from tests.helpers import CPU_FLAGS, INT32_U8S8, needs_int32_u8s8, run_ort
 
 
 def _qconv(w: np.ndarray) -> onnx.ModelProto:
@@ -35,26 +36,26 @@ def _mismatches(qmax: int) -> int:
 
 
 def test_weight_cap_keeps_u8s8_exact():
-    assert weight_qmax(8, 8) == 64 and 2 * 255 * 64 <= 32767
-    assert weight_qmax(4, 8) == 7 and weight_qmax(8, 4) == 127
+    assert weight_qmax(8, 8, WeightRange.AVX2) == 64 and 2 * 255 * 64 <= 32767
+    assert weight_qmax(4, 8, WeightRange.AVX2) == 7 and weight_qmax(8, 4, WeightRange.AVX2) == 127
+    assert weight_form(8, 8, WeightRange.AVX2) == "u8s8(|w|<=64)" and weight_form(8, 4, WeightRange.AVX2) == "u8s8"
     assert _mismatches(64) == 0
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return set()
-    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
+def test_full_range_is_the_full_bit_width():
+    assert [weight_qmax(b, 8, WeightRange.FULL) for b in (2, 4, 7, 8)] == [1, 7, 63, 127]
+    assert weight_form(8, 8, WeightRange.FULL) == "u8s8(vnni|amx)"  # needs an int32-accumulating kernel
+    assert weight_form(7, 8, WeightRange.FULL) == "u8s8" and weight_form(8, 4, WeightRange.FULL) == "u8s8"
 
 
-def test_full_range_int8_weights_saturate_only_without_vnni():
-    flags = _cpu_flags()
-    if not flags:
-        pytest.skip("no /proc/cpuinfo: cannot tell which u8s8 kernel onnxruntime uses")
-    bad = _mismatches(127)
-    if flags & {"avx512_vnni", "avx_vnni", "amx_int8"}:
-        assert bad == 0  # VNNI/AMX accumulate u8*s8 in int32: no int16 pair sums
-    else:
-        assert bad > 0  # AVX2 vpmaddubsw saturates the pair sums
+@needs_int32_u8s8
+def test_full_range_int8_weights_exact_on_vnni_or_amx():
+    assert _mismatches(127) == 0  # VNNI/AMX accumulate u8*s8 in int32: no int16 pair sums
+
+
+def test_full_range_int8_weights_saturate_without_vnni():
+    if not CPU_FLAGS or "avx2" not in CPU_FLAGS:
+        pytest.skip("not an x86 CPU with AVX2 flags in /proc/cpuinfo: cannot tell which u8s8 kernel runs")
+    if INT32_U8S8:
+        pytest.skip("this CPU has VNNI/AMX: onnxruntime's int16 pair sums are not used")
+    assert _mismatches(127) > 0  # AVX2 vpmaddubsw saturates the pair sums

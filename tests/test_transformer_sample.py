@@ -17,7 +17,7 @@ from onnx_hawq.plans import uniform_plan
 from onnx_hawq.quantization import quantize_model
 from onnx_hawq.validation.comparator import Comparator
 from onnx_hawq.validation.config import CompareOptions
-from tests.helpers import SAMPLE
+from tests.helpers import ORT_EXACT, SAMPLE
 
 MODEL = SAMPLE / "digits_transformer.onnx"
 FP32 = json.loads((SAMPLE / "digits_transformer.json").read_text())["fp32_test_accuracy"]
@@ -27,7 +27,8 @@ TEST = np.load(SAMPLE / "digits_test.npz")
 @pytest.fixture(scope="module")
 def w8a8():
     model = onnx.load(str(MODEL))
-    return model, quantize_model(model, uniform_plan("8"), load_data(SAMPLE / "digits_calib.npz", model))
+    return model, quantize_model(model, uniform_plan("8"), load_data(SAMPLE / "digits_calib.npz", model),
+                                 rounding=ORT_EXACT)
 
 
 def accuracy(model: onnx.ModelProto) -> float:

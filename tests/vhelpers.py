@@ -9,7 +9,7 @@ from onnx import numpy_helper
 from onnx_hawq.model_io import load_data, load_model, save_model
 from onnx_hawq.plans import uniform_plan
 from onnx_hawq.quantization import quantize_model
-from tests.helpers import SAMPLE
+from tests.helpers import ORT_EXACT, SAMPLE
 
 FLOAT = SAMPLE / "digits_resnet.onnx"
 CALIB = SAMPLE / "digits_calib.npz"
@@ -20,7 +20,7 @@ BROKEN_LAYER = "layer1.0.conv1"
 def quantized(bits: str = "8") -> onnx.ModelProto:
     """The digits model quantized with uniform `bits`, calibrated on the calibration set."""
     model = load_model(FLOAT)
-    return quantize_model(model, uniform_plan(bits), load_data(CALIB, model)).model
+    return quantize_model(model, uniform_plan(bits), load_data(CALIB, model), rounding=ORT_EXACT).model
 
 
 def break_layer(model: onnx.ModelProto, layer: str = BROKEN_LAYER, factor: float = 10.0) -> onnx.ModelProto:

@@ -11,7 +11,8 @@ from onnx import helper
 
 from onnx_hawq.arith import dyadic as qparams
 from onnx_hawq.arith import schema
-from onnx_hawq.arith.quantizer import RoundedWeights, TensorQ, channel_scales, quantize_weight, weight_form, weight_qmax
+from onnx_hawq.arith.quantizer import (RoundedWeights, TensorQ, WeightRange, channel_scales, quantize_weight,
+                                      weight_form, weight_qmax)
 from onnx_hawq.arith.ort_math import layer_multiplier
 from onnx_hawq.arith.signatures import MS
 from onnx_hawq.plans import LayerBits
@@ -43,6 +44,7 @@ class QuantContext:
     consts: types.MappingProxyType  # initializer name -> array, as the rewrite started
     params: types.MappingProxyType  # float tensor -> TensorQ
     bits: types.MappingProxyType  # layer name -> LayerBits
+    weight_range: WeightRange  # |w_q| bound of the weights (see arith.quantizer)
     anchors: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # anchor output -> QNode
     spatial: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # global-pool input -> H*W
     exact: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # aligned Add/pool outputs
@@ -50,12 +52,18 @@ class QuantContext:
     rounded: types.MappingProxyType = dataclasses.field(default_factory=_empty)  # layer -> RoundedWeights
 
     @classmethod
-    def of(cls, consts: dict, params: dict[str, TensorQ], bits: dict[str, LayerBits], qnodes=(), **facts):
+    def of(cls, consts: dict, params: dict[str, TensorQ], bits: dict[str, LayerBits], qnodes=(), *,
+           weight_range: WeightRange, **facts):
         """A context over copies of the given mappings; `qnodes` are indexed by anchor output."""
         frozen = {k: types.MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in facts.items()}
         anchors = {q.node.output[0]: q for q in qnodes}
         return cls(types.MappingProxyType(dict(consts)), types.MappingProxyType(dict(params)),
-                   types.MappingProxyType(dict(bits)), types.MappingProxyType(anchors), **frozen)
+                   types.MappingProxyType(dict(bits)), WeightRange(weight_range), types.MappingProxyType(anchors),
+                   **frozen)
+
+    def qmax(self, qn: QNode) -> int:
+        """The |code| bound of a layer's weights: its bits, its input's activation bits, the range."""
+        return weight_qmax(self.bits[qn.layer.name].w_bits, self.params[qn.inputs[0]].bits, self.weight_range)
 
     @staticmethod
     def qname(tensor: str) -> str:
@@ -76,7 +84,7 @@ class QuantContext:
     def _channel_weights(self, qn: QNode) -> tuple[np.ndarray, int, np.ndarray]:
         """(float32 weight with output channels on axis 0, |w_q| bound, ideal per-channel scales)."""
         w = np.moveaxis(self.consts[qn.layer.weight].astype(np.float32), qn.layer.out_axis, 0)
-        qmax = weight_qmax(self.bits[qn.layer.name].w_bits, self.params[qn.inputs[0]].bits)
+        qmax = self.qmax(qn)
         return w, qmax, channel_scales(w, qmax)
 
     def layer_weights(self, qn: QNode) -> LayerWeights:
@@ -147,4 +155,4 @@ def clip_node(ctx: QuantContext, tensor: str, produced: str) -> tuple[list[onnx.
 
 
 def weight_form_label(ctx: QuantContext, qn: QNode) -> str:
-    return weight_form(ctx.bits[qn.layer.name].w_bits, ctx.params[qn.inputs[0]].bits)
+    return weight_form(ctx.bits[qn.layer.name].w_bits, ctx.params[qn.inputs[0]].bits, ctx.weight_range)

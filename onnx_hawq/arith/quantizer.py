@@ -1,16 +1,27 @@
 """The weight quantizer shared by the rewrite and the planner: symmetric, per output channel.
 
-ORT's x86 u8 x s8 kernels add two u8*s8 products in int16 (vpmaddubsw), so a layer is exact in
-onnxruntime only while 2 * max|x_q| * max|w_q| <= 32767. Activations live in uint8 [0, 2^a - 1];
-for an 8-bit activation feeding 8-bit weights we therefore cap |w_q| at 64 (2*255*64 = 32640),
-which keeps the fast u8 x s8 kernel exact. Narrower weights or activations need no cap.
+Weights use the full range |w_q| <= 2^(b-1) - 1 (`WeightRange.FULL`) where onnxruntime's u8 x s8
+kernels accumulate in int32 (AVX512-VNNI, AVX-VNNI, AMX-INT8; non-x86): exact at that range, as are
+the integer form and TVM everywhere. The AVX2-only kernel adds two u8*s8 products in int16 (vpmaddubsw),
+exact only while 2 * max|x_q| * max|w_q| <= 32767: `WeightRange.AVX2` caps 8-bit weights fed by 8-bit
+activations at 64 (2*255*64 = 32640). Narrower weights or activations never need the cap. The default
+is the range this host's onnxruntime is exact at (`host_weight_range`), so a model validated here
+behaves as measured; pass the range of the deployment target explicitly when it differs.
+`WeightQuant` (rounding + range) is the one record of how weights are quantized.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
+import functools
+import platform
+from pathlib import Path
 
 import numpy as np
+
+from onnx_hawq.config import JsonConfig
+from onnx_hawq.errors import InputError
 
 INT16_MAX = 32767
 WEIGHT_BITS = (2, 3, 4, 5, 6, 7, 8)
@@ -22,17 +33,97 @@ def act_qmax(a_bits: int) -> int:
     return (1 << a_bits) - 1
 
 
-def weight_qmax(w_bits: int, a_bits: int = 8) -> int:
+class WeightRange(str, enum.Enum):
+    """The |w_q| bound: FULL every code of the bit-width; AVX2 caps 8-bit weights on 8-bit activations
+    at 64 so onnxruntime's AVX2 u8 x s8 kernel (int16 pair sums) cannot saturate."""
+
+    FULL = "full"
+    AVX2 = "avx2"
+
+
+INT32_U8S8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # x86 flags of an int32-accumulating u8s8 kernel
+
+
+def cpu_flags() -> set[str]:
+    """The x86 feature flags of this CPU from /proc/cpuinfo (empty where it cannot tell)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    line = next((l for l in text.splitlines() if l.startswith("flags")), "")
+    return set(line.split(":", 1)[-1].split())
+
+
+@functools.lru_cache(maxsize=1)
+def host_weight_range() -> "WeightRange":
+    """AVX2 on an x86 host whose flags show no int32-accumulating u8s8 kernel, else FULL."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "i386")
+    flags = cpu_flags()
+    return WeightRange.AVX2 if x86 and flags and not flags & set(INT32_U8S8_FLAGS) else WeightRange.FULL
+
+
+class Rounding(str, enum.Enum):
+    """How weights are rounded: nearest at max-abs scales, or GPTQ with clipping-scale search."""
+
+    NEAREST = "nearest"
+    GPTQ = "gptq"
+
+
+def _enum(kind, value, option: str):
+    try:
+        return kind(value)
+    except ValueError:
+        raise InputError(f"{option} {value!r}: use one of {', '.join(k.value for k in kind)}") from None
+
+
+def weight_qmax(w_bits: int, a_bits: int, weight_range: WeightRange) -> int:
     """Largest |w_q| for `w_bits` weights whose input activation has `a_bits` bits."""
     qmax = (1 << (w_bits - 1)) - 1
-    return min(qmax, INT16_MAX // (2 * act_qmax(a_bits)))
+    if WeightRange(weight_range) == WeightRange.AVX2:
+        return min(qmax, INT16_MAX // (2 * act_qmax(a_bits)))
+    return qmax
 
 
-def weight_form(w_bits: int, a_bits: int = 8) -> str:
-    """Human-readable kernel form of a layer, e.g. 'u8s8' or 'u8s8(|w|<=64)'."""
-    qmax = weight_qmax(w_bits, a_bits)
-    full = (1 << (w_bits - 1)) - 1
-    return "u8s8" if qmax == full else f"u8s8(|w|<={qmax})"
+def int16_exact(w_bits: int, a_bits: int, weight_range: WeightRange) -> bool:
+    """Whether AVX2's int16 pair sums cannot saturate: 2 * max|x_q| * max|w_q| <= 32767."""
+    return 2 * act_qmax(a_bits) * weight_qmax(w_bits, a_bits, weight_range) <= INT16_MAX
+
+
+FULL_RANGE_FORM = "u8s8(vnni|amx)"
+
+
+def weight_form(w_bits: int, a_bits: int, weight_range: WeightRange) -> str:
+    """Human-readable kernel form of a layer: 'u8s8' (exact on every x86 kernel), 'u8s8(|w|<=64)' (capped
+    for AVX2) or 'u8s8(vnni|amx)' (full range, exact where u8 x s8 accumulates in int32)."""
+    qmax = weight_qmax(w_bits, a_bits, weight_range)
+    if not int16_exact(w_bits, a_bits, weight_range):
+        return FULL_RANGE_FORM
+    return "u8s8" if qmax == (1 << (w_bits - 1)) - 1 else f"u8s8(|w|<={qmax})"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightQuant(JsonConfig):
+    """How weights are quantized: the rounding and the code range (plan, quantize and auto share it)."""
+
+    rounding: Rounding = Rounding.GPTQ
+    range: WeightRange = dataclasses.field(default_factory=lambda: host_weight_range())
+
+    def __post_init__(self):
+        object.__setattr__(self, "rounding", _enum(Rounding, self.rounding, "--rounding"))
+        object.__setattr__(self, "range", _enum(WeightRange, self.range, "--weight-range"))
+
+    @classmethod
+    def of(cls, rounding: str | None = None, weight_range: str | None = None,
+           base: "WeightQuant | None" = None) -> "WeightQuant":
+        """The given fields, the others from `base` (else the defaults)."""
+        base = base or cls()
+        return cls(rounding or base.rounding, weight_range or base.range)
+
+    def qmax(self, w_bits: int, a_bits: int) -> int:
+        return weight_qmax(w_bits, a_bits, self.range)
+
+    def label(self) -> str:
+        return f"--rounding {self.rounding.value} --weight-range {self.range.value}"
 
 
 def channel_scales(w: np.ndarray, qmax: int) -> np.ndarray:
@@ -49,17 +140,23 @@ def quantize_weight(w: np.ndarray, scales: np.ndarray, qmax: int) -> np.ndarray:
     return np.clip(q, -qmax, qmax).astype(np.int8)
 
 
-def fake_quantize(w: np.ndarray, w_bits: int, a_bits: int = 8) -> np.ndarray:
-    """Q_b(W): quantize then dequantize with the rewrite's quantizer (axis 0 = out channels)."""
-    qmax = weight_qmax(w_bits, a_bits)
+def fake_quantize(w: np.ndarray, qmax: int) -> np.ndarray:
+    """Q_b(W): round to nearest at max-abs scales for the |code| bound `qmax`, then dequantize
+    (axis 0 = out channels)."""
     scales = channel_scales(w, qmax)
     shape = (-1,) + (1,) * (w.ndim - 1)
     return (quantize_weight(w, scales, qmax).astype(np.float64) * scales.reshape(shape)).astype(np.float32)
 
 
-def weight_error(w: np.ndarray, w_bits: int, a_bits: int = 8) -> float:
-    """||Q_b(W) - W||^2, the perturbation that HAWQ weights by the Hessian trace."""
-    d = fake_quantize(w, w_bits, a_bits).astype(np.float64) - w.astype(np.float64)
+def weight_error(w: np.ndarray, qmax: int) -> float:
+    """||Q_b(W) - W||^2 of nearest rounding at |code| bound `qmax`: the perturbation HAWQ weights by
+    the Hessian trace."""
+    return dequantized_error(w, fake_quantize(w, qmax))
+
+
+def dequantized_error(w: np.ndarray, q: np.ndarray) -> float:
+    """||q - w||^2 in float64."""
+    d = np.asarray(q, np.float64) - np.asarray(w, np.float64)
     return float(np.sum(d * d))
 
 

@@ -65,7 +65,8 @@ def read_meta(node: onnx.NodeProto) -> dict:
     return out
 
 
-MODEL_KEYS = frozenset({"producer", "format", "integer_kept"})
+# weights: the WeightQuant record ({"rounding": ..., "range": ...}) the layers were quantized with
+MODEL_KEYS = frozenset({"producer", "format", "integer_kept", "weights"})
 
 
 def set_model_meta(model: onnx.ModelProto, key: str, value) -> None:
@@ -83,3 +84,15 @@ def set_model_meta(model: onnx.ModelProto, key: str, value) -> None:
 def set_producer(model: onnx.ModelProto, text: str) -> None:
     """Record which onnx-hawq wrote `model`."""
     set_model_meta(model, "producer", text)
+
+
+def model_meta(model: onnx.ModelProto) -> dict:
+    """Model-level hawq.* metadata without the prefix; JSON values decoded."""
+    out = {}
+    for p in model.metadata_props:
+        if p.key.startswith(PREFIX) and p.key[len(PREFIX):] in MODEL_KEYS:
+            try:
+                out[p.key[len(PREFIX):]] = json.loads(p.value)
+            except json.JSONDecodeError:
+                out[p.key[len(PREFIX):]] = p.value
+    return out

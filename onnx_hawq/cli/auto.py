@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from onnx_hawq.cli.options import classes_axis_option
+from onnx_hawq.cli.options import classes_axis_option, weights_options
 from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet, loss_option, model_argument,
                                    progress, threshold_options, verbosity)
 
@@ -23,6 +23,7 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @click.option("--bits", default="4,8", show_default=True, help="Candidate weight bits, e.g. 2,4,8.")
 @click.option("--act-bits", default="8", show_default=True, help="Candidate activation bits: 8, 4 or 4,8.")
 @click.option("--pin", multiple=True, help="Fix bits: first,last=8 or layer=w4a8 (repeatable).")
+@weights_options("gptq")
 @click.option("--tie-residual", is_flag=True, help="Tie the layers that meet at each residual Add.")
 @click.option("--method", "route", type=click.Choice(["auto", "hessian", "perturbation"]), default="auto",
               show_default=True, help="Sensitivity: the Hessian trace, the measured ΔL in onnxruntime (forward only), "
@@ -43,14 +44,14 @@ from onnx_hawq.cli.options import (backends_option, batch_size_option, is_quiet,
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Folder for every artefact (created if missing).")
 @verbosity
-def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie_residual, route, max_iter, tol, seed,
-            threads, batch_size, min_sqnr, min_cosine, min_top1_agreement, max_accuracy_drop, backends,
-            no_layerwise, output, classes_axis):
+def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, rounding, weight_range, tie_residual,
+            route, max_iter, tol, seed, threads, batch_size, min_sqnr, min_cosine, min_top1_agreement,
+            max_accuracy_drop, backends, no_layerwise, output, classes_axis):
     """Quantize MODEL with Hessian-aware mixed precision under --max-size and validate it; exit 1 if the gate fails.
 
     Writes into -o: sensitivity.json/.png, plan.json, MODEL.quant.onnx, quantize.json, validation.json,
     layers.png and auto.json. The Hessian uses --loss to the model's own outputs on --calib (no labels
-    needed), one block Hessian-vector product per layer and vector.
+    needed), one block Hessian-vector product per layer and vector; --method picks the sensitivity route.
     """
     import dataclasses
 
@@ -69,9 +70,9 @@ def command(model, calib, data, labels, loss, max_size, bits, act_bits, pin, tie
                      labels=labels, loss=loss, bits=parse_bits(bits, "--bits"),
                      act_bits=parse_bits(act_bits, "--act-bits"),
                      pins=tuple(parse_pin(p) for p in pin), tie_residual=tie_residual, hessian=hessian,
-                     threads=threads, route=route, options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends),
-                                                         classes_axis),
-                     thresholds=thresholds)
+                     threads=threads, route=route,
+                     options=CompareOptions(batch_size, not no_layerwise, parse_backends(backends), classes_axis),
+                     thresholds=thresholds, rounding=rounding, weight_range=weight_range)
     result = run_auto(cfg, progress=None if is_quiet() else progress)
     if not is_quiet():
         click.echo(result.plan_summary + "\n")

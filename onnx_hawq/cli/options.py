@@ -159,3 +159,17 @@ def classes_axis_option(f):
     return click.option("--classes-axis", type=int, default=None, metavar="K",
                         help="Axis of the class scores in the outputs, for top-1 agreement and --labels (e.g. -1 "
                              "for [N, T, C]) [default: only 2-D [N, C] outputs are classifiers].")(f)
+
+
+def weights_options(rounding_default: str):
+    """--rounding and --weight-range: how weights are quantized (unset: `rounding_default`'s rule)."""
+    def deco(f):
+        f = click.option("--weight-range", type=click.Choice(["full", "avx2"]), default=None,
+                         help="full: |w_q| up to 2^(b-1)-1, exact in onnxruntime on AVX512-VNNI/AVX-VNNI/AMX-INT8 "
+                              "CPUs, in --format integer and TVM; avx2: cap 8-bit weights on 8-bit inputs at "
+                              "|w_q| <= 64 so onnxruntime's AVX2-only u8s8 kernel cannot saturate. Default: the "
+                              "range this CPU's onnxruntime is exact at (or the plan's).")(f)
+        return click.option("--rounding", type=click.Choice(["gptq", "nearest"]), default=None,
+                            help="Weight rounding: gptq (second-order, data-driven, with scale search and bias "
+                                 f"correction) or nearest [default: {rounding_default}].")(f)
+    return deco

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from onnx_hawq.cli.options import is_quiet, model_argument, verbosity
+from onnx_hawq.cli.options import is_quiet, model_argument, verbosity, weights_options
 from onnx_hawq.planning.config import PlanConfig, parse_bits, parse_pin, parse_tie
 from onnx_hawq.planning.limits import PERCENT_HELP, parse_limit
 
 
 def plan_config(model, sensitivity, output, max_size, max_bops, max_latency, latency, bits, act_bits,
-                metric, tie, tie_residual, pin, sweep, time_limit, workers) -> PlanConfig:
+                metric, tie, tie_residual, pin, sweep, time_limit, workers, calib=None, rounding=None,
+                weight_range=None) -> PlanConfig:
     """Parse the command's option strings into a PlanConfig (bad values are InputErrors)."""
     return PlanConfig(
         model=model, sensitivity=sensitivity, output=output,
@@ -19,13 +20,17 @@ def plan_config(model, sensitivity, output, max_size, max_bops, max_latency, lat
         max_latency=parse_limit("latency", max_latency) if max_latency else None,
         latency=latency, bits=parse_bits(bits, "--bits"), act_bits=parse_bits(act_bits, "--act-bits"),
         metric=metric, ties=tuple(parse_tie(t) for t in tie), tie_residual=tie_residual,
-        pins=tuple(parse_pin(p) for p in pin), sweep=sweep or 0, time_limit=time_limit, workers=workers)
+        pins=tuple(parse_pin(p) for p in pin), sweep=sweep or 0, time_limit=time_limit, workers=workers,
+        calib=calib, rounding=rounding, weight_range=weight_range)
 
 
 @click.command("plan")
 @model_argument
 @click.option("--sensitivity", required=True, type=click.Path(dir_okay=False),
               help="Sensitivity file (from `onnx-hawq sensitivity`).")
+@click.option("--calib", type=click.Path(dir_okay=False),
+              help="Calibration samples (.npz): Ω then uses the GPTQ-rounded weights quantize will write.")
+@weights_options("gptq with --calib, else nearest")
 @click.option("--max-size", help="Model size limit: bytes, 40KB, 1.5MB, 2MiB, N% or N%W8A8."+PERCENT_HELP)
 @click.option("--max-bops", help="Bit-operation limit per sample: 1.2G, 3e9, N% or N%W8A8."+PERCENT_HELP)
 @click.option("--max-latency", help="Latency limit (sum of per-layer times): 1.5ms, 800us, N% or N%W8A8."+PERCENT_HELP)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from onnx_hawq.calibration.ranges import Method
-from onnx_hawq.cli.options import bits_options, model_argument, progress, verbosity
+from onnx_hawq.cli.options import bits_options, model_argument, progress, verbosity, weights_options
 
 
 @click.command("quantize")
@@ -22,19 +22,23 @@ from onnx_hawq.cli.options import bits_options, model_argument, progress, verbos
 @click.option("--report", type=click.Path(dir_okay=False), help="Report path [default: OUTPUT.report.json].")
 @click.option("--format", "fmt", type=click.Choice(["qlinear", "integer"]), default="qlinear", show_default=True,
               help="qlinear: QLinearConv & co (fast in onnxruntime); integer: ConvInteger + integer requant.")
-@click.option("--rounding", type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
-              help="Weight rounding: gptq (second-order, data-driven, with scale search and bias correction) or "
-                   "nearest.")
+@weights_options("the plan's, else gptq")
+@click.option("--rounding-stages", type=click.IntRange(1), default=None,
+              help="GPTQ rounds the layers in this many sequential stages, each on the inputs of the already "
+                   "rounded layers in front (one onnxruntime pass each); 1: all on the float model's inputs "
+                   "[default: 4].")
 @click.option("--no-pack", is_flag=True, help="Keep 2-4-bit weights in int8 containers instead of packed INT4.")
 @verbosity
-def command(model, bits, bits_from, calib, output, method, percentile, max_samples, report, fmt, rounding, no_pack):
+def command(model, bits, bits_from, calib, output, method, percentile, max_samples, report, fmt, rounding, weight_range,
+            rounding_stages, no_pack):
     """Quantize MODEL with per-layer bits from a plan (or uniform --bits) into integer ops."""
     from onnx_hawq.cli.options import is_quiet
     from onnx_hawq.quantization import QuantizeConfig, run_quantize
     from onnx_hawq.report import format_table
 
     config = QuantizeConfig(model, output, calib, bits_from, bits, method, percentile, max_samples, report, fmt,
-                            pack=not no_pack, rounding=rounding)
+                            pack=not no_pack, rounding=rounding, weight_range=weight_range,
+                            rounding_stages=rounding_stages)
     result = run_quantize(config, progress=None if is_quiet() else progress)
     if not is_quiet():
         click.echo(format_table(result))

@@ -6,6 +6,7 @@ import dataclasses
 import re
 from typing import Optional
 
+from onnx_hawq.arith.quantizer import Rounding, WeightQuant
 from onnx_hawq.config import JsonConfig
 from onnx_hawq.errors import InputError
 from onnx_hawq.planning.limits import Limit
@@ -43,6 +44,19 @@ class PlanConfig(JsonConfig):
     sweep: int = 0
     time_limit: float = 30.0
     workers: int = 1
+    calib: Optional[str] = None  # calibration data (.npz) for the GPTQ-rounded weights of Ω
+    rounding: Optional[str] = None  # gptq | nearest; None: gptq with --calib, else nearest
+    weight_range: Optional[str] = None  # full | avx2; None: WeightQuant's default
+
+    def weight_quant(self, measured: WeightQuant | None = None) -> WeightQuant:
+        """The weight quantizer Ω measures (and quantize must then use); `measured`: the one a
+        perturbation sensitivity file measured, the default then."""
+        base = measured or (None if self.calib else WeightQuant(Rounding.NEAREST))
+        weights = WeightQuant.of(self.rounding, self.weight_range, base)
+        if weights.rounding == Rounding.GPTQ and not self.calib and measured is None:
+            raise InputError("--rounding gptq needs --calib calib.npz (GPTQ rounds on the layers' calibration "
+                             "inputs)")
+        return weights
 
     def limits(self) -> tuple[Limit, ...]:
         """The limits given, in resource order."""

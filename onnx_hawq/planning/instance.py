@@ -14,7 +14,8 @@ from onnx_hawq.model_io import load_model
 from onnx_hawq.plans import LayerBits
 from onnx_hawq.planning import ilp
 from onnx_hawq.planning.config import PlanConfig
-from onnx_hawq.planning.costs import bops, candidate_choices, perturbations, size_bytes
+from onnx_hawq.arith.quantizer import Rounding, WeightQuant
+from onnx_hawq.planning.costs import bops, candidate_choices, perturbations, size_bytes, weight_error_table
 from onnx_hawq.planning.latency import LatencyTable
 from onnx_hawq.planning.residual import residual_ties
 
@@ -31,6 +32,16 @@ class Instance:
     problem: ilp.Problem
     all8: dict[str, int]  # resource -> use of the W8A8 model
     ties: tuple[tuple[str, ...], ...]
+    weights: WeightQuant  # the weight quantizer Ω measured
+
+
+def plan_weights(cfg: PlanConfig, sens: Sensitivity) -> WeightQuant:
+    """The plan's weight quantizer: the options, else a perturbation file's, else the defaults."""
+    if sens.method != "perturbation":
+        return cfg.weight_quant()
+    from onnx_hawq.calibration.perturbation import measured_weights
+
+    return cfg.weight_quant(measured_weights(sens))
 
 
 def load_prepared(path: str) -> tuple[onnx.ModelProto, list[Layer]]:
@@ -119,17 +130,24 @@ def all8_use(layers, table: LatencyTable | None) -> dict[str, int]:
 
 
 def load_inputs(cfg: PlanConfig):
-    """The prepared model, its layers, the checked sensitivity file and latency table."""
+    """The prepared model, its layers, the checked sensitivity file and latency table, and the
+    calibration data (None unless Ω needs it)."""
     model, layers = load_prepared(cfg.model)
     sens = Sensitivity.load(cfg.sensitivity, "sensitivity file")
     sens.check_model(layers)
+    weights = plan_weights(cfg, sens)
     table = None
     if cfg.latency:
         table = LatencyTable.load(cfg.latency, "latency table")
         table.check_model(layers)
     elif cfg.max_latency is not None:
         raise InputError("--max-latency needs --latency latency.json (from `onnx-hawq profile`)")
-    return model, layers, sens, table
+    data = None
+    if weights.rounding == Rounding.GPTQ and sens.method != "perturbation":
+        from onnx_hawq.model_io import load_data
+
+        data = load_data(cfg.calib, model, "calibration")
+    return model, layers, sens, table, data
 
 
 def build_instance(cfg: PlanConfig) -> Instance:
@@ -137,9 +155,20 @@ def build_instance(cfg: PlanConfig) -> Instance:
     return instance_of(cfg, *load_inputs(cfg))
 
 
+def omega(cfg: PlanConfig, model: onnx.ModelProto, layers, sens: Sensitivity, choices, weights: WeightQuant,
+          data=None):
+    """Ω per layer and choice for the plan's weight quantizer (GPTQ errors from `data` when it rounds so)."""
+    errors = None
+    value = lambda l: getattr(sens.layers[l.name], "trace" if cfg.metric == "trace" else "eigenvalue") or 0.0
+    if data is not None and weights.rounding == Rounding.GPTQ and any(value(l) > 0 for l in layers):
+        errors = weight_error_table(model, layers, choices, weights, data)
+    return perturbations(model, layers, sens, choices, cfg.metric, weights, errors)
+
+
 def instance_of(cfg: PlanConfig, model: onnx.ModelProto, layers, sens: Sensitivity,
-                table: LatencyTable | None = None) -> Instance:
-    """The limit-free integer program for a prepared model, its layers and checked sensitivities."""
+                table: LatencyTable | None = None, data: dict | None = None) -> Instance:
+    """The limit-free integer program for a prepared model, its layers and checked sensitivities;
+    `data`: calibration inputs for Ω under GPTQ rounding."""
     candidates = candidate_choices(cfg.bits, cfg.act_bits)
     if len(cfg.act_bits) > 1:
         log.warning("Ω counts weight perturbation only, so fewer activation bits never look worse to the "
@@ -150,7 +179,8 @@ def instance_of(cfg: PlanConfig, model: onnx.ModelProto, layers, sens: Sensitivi
     ties = tie_names(cfg, model, layers)
     index = {l.name: i for i, l in enumerate(layers)}
     groups = ilp.tie_groups(len(layers), [[index[n] for n in tie] for tie in ties])
-    problem = ilp.Problem(perturbations(model, layers, sens, choices, cfg.metric),
+    weights = plan_weights(cfg, sens)
+    problem = ilp.Problem(omega(cfg, model, layers, sens, choices, weights, data),
                           resource_costs(layers, choices, allowed, table), allowed, groups)
     check_groups(problem, layers, choices)
-    return Instance(tuple(layers), choices, problem, all8_use(layers, table), ties)
+    return Instance(tuple(layers), choices, problem, all8_use(layers, table), ties, weights)

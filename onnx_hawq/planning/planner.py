@@ -107,12 +107,13 @@ def plan_meta(inst: Instance, sol: ilp.Solution, limits: dict[str, int], cfg: Pl
 def to_plan(inst: Instance, sol: ilp.Solution, limits: dict[str, int], cfg: PlanConfig) -> Plan:
     """The Plan file content for solution `sol`."""
     layers = {l.name: inst.choices[c] for l, c in zip(inst.layers, sol.choice)}
-    return Plan(layers=layers, model=fingerprint(list(inst.layers)), meta=plan_meta(inst, sol, limits, cfg))
+    return Plan(layers=layers, model=fingerprint(list(inst.layers)), meta=plan_meta(inst, sol, limits, cfg),
+                weights=inst.weights)
 
 
 def check_outputs(cfg: PlanConfig) -> Path:
     """Refuse an output that is an input, or (for a sweep) a file where a folder is needed."""
-    out = check_output_path(cfg.output, cfg.model, cfg.sensitivity, cfg.latency)
+    out = check_output_path(cfg.output, cfg.model, cfg.sensitivity, cfg.latency, cfg.calib)
     if cfg.sweep and out.exists() and not out.is_dir():
         raise InputError(f"--sweep writes a folder; {out} is a file")
     if not cfg.sweep and out.is_dir():

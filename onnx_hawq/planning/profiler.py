@@ -30,7 +30,7 @@ from onnx_hawq.planning.costs import candidate_choices
 from onnx_hawq.planning.latency import LatencyTable
 from onnx_hawq.planning.residual import layer_node_index
 from onnx_hawq.arith.signatures import domain_of, ordered
-from onnx_hawq.arith.quantizer import act_qmax, channel_scales, quantize_weight, weight_qmax
+from onnx_hawq.arith.quantizer import WeightQuant, act_qmax, channel_scales, quantize_weight
 
 OPSET = 17
 
@@ -47,12 +47,14 @@ class ProfileConfig(JsonConfig):
     warmup: int = 10
     runs: int = 50
     batch: int = 1
+    weights: WeightQuant = WeightQuant()  # its code range bounds the weights profiled
 
 
-def quantized_weight(model, layer: Layer, w_bits: int, a_bits: int) -> tuple[np.ndarray, np.ndarray]:
+def quantized_weight(model, layer: Layer, w_bits: int, a_bits: int,
+                     weights: WeightQuant) -> tuple[np.ndarray, np.ndarray]:
     """The layer's int8 weight (its own layout) and per-output-channel float32 scales."""
     w = weights_of(model, layer)
-    qmax = weight_qmax(w_bits, a_bits)
+    qmax = weights.qmax(w_bits, a_bits)
     scales = channel_scales(w, qmax)
     q = np.moveaxis(quantize_weight(w, scales, qmax), 0, layer.out_axis)
     return np.ascontiguousarray(q), scales.astype(np.float32)
@@ -121,7 +123,7 @@ def profile_layer(model, node, layer: Layer, choices, shape, cfg: ProfileConfig,
     """Median ms of `layer` at each choice."""
     out = {}
     for ch in choices:
-        q, scales = quantized_weight(model, layer, ch.w_bits, ch.a_bits)
+        q, scales = quantized_weight(model, layer, ch.w_bits, ch.a_bits, cfg.weights)
         graph = single_node_graph(node, layer, q, scales, shape)
         feed = {"x": rng.integers(0, act_qmax(ch.a_bits) + 1, size=shape, dtype=np.uint8)}
         out[ch.label()] = time_model(graph, feed, cfg.threads, cfg.warmup, cfg.runs)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from onnx_hawq.arith import gptq
-from onnx_hawq.arith.quantizer import channel_scales, quantize_weight, weight_qmax
+from onnx_hawq.arith.quantizer import WeightRange, channel_scales, quantize_weight, weight_qmax
 from onnx_hawq.errors import HawqError, InputError
 
 
@@ -46,7 +46,7 @@ def test_gptq_equals_obq_reference(shape, bits, block):
     rng = np.random.default_rng(sum(shape) + bits)
     w = rng.normal(size=shape)
     h = hess(correlated(bits, 64, shape[1]))
-    qmax = weight_qmax(bits)
+    qmax = weight_qmax(bits, 8, WeightRange.FULL)
     s = channel_scales(w, qmax)
     codes = gptq.gptq_codes(w, h, s, qmax, damp=0.01, block=block)
     np.testing.assert_array_equal(codes, obq_reference(w, h, s, qmax, 0.01))
@@ -60,7 +60,7 @@ def test_gptq_total_error_below_nearest(seed, bits):
     rng = np.random.default_rng(seed)
     w = rng.normal(size=(16, 32))
     h = hess(correlated(seed, 256, 32))
-    qmax = weight_qmax(bits)
+    qmax = weight_qmax(bits, 8, WeightRange.FULL)
     s = channel_scales(w, qmax)
     e_gptq = gptq.output_error(w, gptq.gptq_codes(w, h, s, qmax), s, h).sum()
     e_near = gptq.output_error(w, gptq.nearest_codes(w, s, qmax), s, h).sum()
@@ -74,7 +74,7 @@ def test_optimized_never_worse_than_nearest_per_channel(seed, bits):
     w = rng.normal(size=(12, 24)) * rng.uniform(0.1, 3.0, size=(12, 1))
     w[0, 3] = 8.0  # an outlier, where clipping pays
     h = hess(correlated(seed, 200, 24))
-    qmax = weight_qmax(bits)
+    qmax = weight_qmax(bits, 8, WeightRange.FULL)
     codes, scales = gptq.optimized_codes(w, h, qmax)
     base = channel_scales(w, qmax)
     near = gptq.output_error(w, quantize_weight(w, base, qmax), base, h)
@@ -87,7 +87,7 @@ def test_codes_int8_in_range(bits):
     rng = np.random.default_rng(bits)
     w = rng.normal(size=(5, 20)) * 4
     h = hess(correlated(bits, 80, 20))
-    qmax = weight_qmax(bits)
+    qmax = weight_qmax(bits, 8, WeightRange.FULL)
     codes = gptq.gptq_codes(w, h, channel_scales(w, qmax) * 0.4, qmax)  # heavy clipping
     assert codes.dtype == np.int8 and codes.shape == w.shape
     assert np.abs(codes).max() == qmax
@@ -137,7 +137,7 @@ def test_search_scales_minimises_output_error_over_grid(rounding):
     rng = np.random.default_rng(5)
     w = rng.standard_t(2, size=(10, 16))
     h = hess(correlated(5, 120, 16))
-    qmax = weight_qmax(3)
+    qmax = weight_qmax(3, 8, WeightRange.FULL)
     best = gptq.search_scales(w, h, qmax, rounding=rounding)
     quant = gptq.nearest_codes if rounding == "nearest" else (lambda w_, s_, q_: gptq.gptq_codes(w_, h, s_, q_))
     err = gptq.output_error(w, quant(w, best, qmax), best, h)
@@ -160,7 +160,7 @@ def test_bias_correction_zeroes_mean_shift():
     x = correlated(7, 150, 11)
     rng = np.random.default_rng(7)
     w, b = rng.normal(size=(6, 11)), rng.normal(size=6)
-    qmax = weight_qmax(2)
+    qmax = weight_qmax(2, 8, WeightRange.FULL)
     s = channel_scales(w, qmax)
     codes = gptq.gptq_codes(w, hess(x), s, qmax)
     shift = gptq.bias_correction(w, codes, s, x.mean(axis=0))

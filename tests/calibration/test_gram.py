@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from onnx_hawq.calibration import gram
 from onnx_hawq.arith import gptq
-from onnx_hawq.arith.quantizer import channel_scales, quantize_weight, weight_qmax
+from onnx_hawq.arith.quantizer import WeightRange, channel_scales, quantize_weight, weight_qmax
 from onnx_hawq.errors import InputError
 
 CONVS = {  # name: (C, M, kernel, strides, pads(begins+ends), dilations, groups, spatial)
@@ -175,7 +175,7 @@ def test_optimized_layer_never_worse_than_nearest(name, bits, seed):
     acc = gram.GramAccumulator(spec)
     acc.add(x)
     stats = acc.stats()
-    qmax = weight_qmax(bits)
+    qmax = weight_qmax(bits, 8, WeightRange.FULL)
     codes, scales = gram.layer_optimized(w, stats, spec, qmax)
     base = channel_scales(w, qmax)
     near = gram.layer_output_error(w, quantize_weight(w, base, qmax), base, stats, spec)
@@ -189,7 +189,7 @@ def test_layer_error_and_bias_shift_on_the_conv_outputs(name):
     acc = gram.GramAccumulator(spec)
     acc.add(x)
     stats = acc.stats()
-    qmax = weight_qmax(3)
+    qmax = weight_qmax(3, 8, WeightRange.FULL)
     s = channel_scales(w, qmax)
     codes = gram.layer_codes(w, stats, spec, s, qmax)
     wq = codes * s.reshape(-1, *([1] * (w.ndim - 1)))

@@ -7,7 +7,7 @@ import pytest
 from onnx_hawq.ort import expose
 from onnx_hawq.errors import InputError
 from tests.compile.qgraphs import EXACT, U8, layer_inits, typed_model
-from tests.helpers import rng, run_ort
+from tests.helpers import ORT_EXACT, rng, run_ort
 
 tvm = pytest.importorskip("tvm")
 from onnx_hawq.compiler.build import parse_target, run_tvm, tvm_backend  # noqa: E402
@@ -78,7 +78,7 @@ def test_packed_int4_weights_import_and_match_onnxruntime(tmp_path):
 
     model = load_model(SAMPLE / "digits_resnet.onnx")
     data = {k: v[:8] for k, v in load_data(SAMPLE / "digits_calib.npz", model).items()}
-    quant, _ = quantize_to_format(model, uniform_plan("w4a8"), data, CalibConfig())
+    quant, _ = quantize_to_format(model, uniform_plan("w4a8"), data, CalibConfig(), rounding=ORT_EXACT)
     assert any(t.data_type == onnx.TensorProto.INT4 for t in quant.graph.initializer)
     target = tb.parse_target("llvm")
     tb.export(tb.build(import_onnx(quant), target), tmp_path / "q.so")

@@ -14,7 +14,7 @@ from onnx_hawq.validation.comparator import Comparator
 from onnx_hawq.validation.config import CompareOptions
 from onnx_hawq.validation.config import Thresholds
 from onnx_hawq.validation.report import evaluate
-from tests.helpers import SAMPLE, make_model, rng
+from tests.helpers import ORT_EXACT, SAMPLE, make_model, rng
 
 
 def layernorm_projection():
@@ -25,7 +25,7 @@ def layernorm_projection():
              helper.make_node("MatMul", ["n", "w"], ["y"], name="proj")]
     feeds = {"x": r.normal(size=(6, 5, 16)).astype(np.float32)}
     model = make_model(nodes, [("x", [None, 5, 16])], [("y", None)], inits)
-    return model, quantize_model(model, uniform_plan("8"), feeds).model, feeds
+    return model, quantize_model(model, uniform_plan("8"), feeds, rounding=ORT_EXACT).model, feeds
 
 
 def test_float_rounding_taints_what_follows_a_float_op():
@@ -37,13 +37,15 @@ def test_float_rounding_taints_what_follows_a_float_op():
 
 def test_integer_digits_graph_has_no_float_rounding():
     model = onnx.load(str(SAMPLE / "digits_resnet.onnx"))
-    q = quantize_model(model, uniform_plan("w4a8"), load_data(SAMPLE / "digits_calib.npz", model)).model
+    calib = load_data(SAMPLE / "digits_calib.npz", model)
+    q = quantize_model(model, uniform_plan("w4a8"), calib, rounding=ORT_EXACT).model
     assert float_rounding(q) == (set(), ())
 
 
 def test_compare_is_bit_for_bit_without_float_ops_and_by_cosine_with_them():
     model = onnx.load(str(SAMPLE / "digits_resnet.onnx"))
-    q = quantize_model(model, uniform_plan("8"), load_data(SAMPLE / "digits_calib.npz", model)).model
+    calib = load_data(SAMPLE / "digits_calib.npz", model)
+    q = quantize_model(model, uniform_plan("8"), calib, rounding=ORT_EXACT).model
     want = [np.ones((2, 10), np.float32)]
     off = [want[0] + np.float32(1e-6)]
     assert compare(q, want, want, 0.99).passed and not compare(q, off, want, 0.99).passed

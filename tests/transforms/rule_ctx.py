@@ -3,7 +3,7 @@
 import numpy as np
 from onnx import helper
 
-from onnx_hawq.arith.quantizer import TensorQ
+from onnx_hawq.arith.quantizer import TensorQ, WeightRange
 from onnx_hawq.layers import Layer
 from onnx_hawq.plans import LayerBits
 from onnx_hawq.transforms.annotate import Kind, QNode
@@ -16,8 +16,8 @@ def qnode(op: str, kind: Kind, inputs, out="y", layer=None, fused=False) -> QNod
     return QNode(node, kind, f"{out}_relu" if fused else out, list(inputs), relu, layer)
 
 
-def context(params: dict, consts=None, **facts) -> QuantContext:
-    return QuantContext.of(consts or {}, params, {"conv": LayerBits(8, 8)}, **facts)
+def context(params: dict, consts=None, weight_range=WeightRange.FULL, **facts) -> QuantContext:
+    return QuantContext.of(consts or {}, params, {"conv": LayerBits(8, 8)}, weight_range=weight_range, **facts)
 
 
 def tq(scale=0.1, zp=0, bits=8) -> TensorQ:
