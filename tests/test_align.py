@@ -44,3 +44,17 @@ def test_aligned_pool_float_path_equals_integer_form():
     acc = x.astype(np.int64).reshape(64, 8, -1).sum(-1) - 3 * 49
     want = np.clip(_rne_div(acc * b, c), 0, 255).reshape(64, 8, 1, 1)
     np.testing.assert_array_equal(got, want)
+
+
+def test_align_gap_finds_an_exact_scale_where_the_first_target_is_stepped_over():
+    # seen on the digits CNN: float32 quotients around the 12-bit target skip it
+    from onnx_hawq.arith.ort_math import gap_multiplier
+    from onnx_hawq.arith.quantizer import TensorQ
+    from onnx_hawq.transforms.align import align_gap
+
+    px, py = TensorQ(0.04273024946451187, 0, 8), TensorQ(0.02403039112687111, 0, 8)
+    out, exact = align_gap(px, py, 16)
+    assert exact and abs(out.scale / py.scale - 1) < 1e-3
+    m = float(gap_multiplier(px.scale, out.scale, 16))
+    mant, _ = __import__("math").frexp(m)
+    assert (mant * 2**12).is_integer()  # significand short enough for 255*16 sums

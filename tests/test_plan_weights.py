@@ -13,7 +13,8 @@ import pytest
 from click.testing import CliRunner
 from onnx import numpy_helper
 
-from onnx_hawq.arith.quantizer import FULL_RANGE_FORM, Rounding, WeightQuant, WeightRange, weight_error
+from onnx_hawq.arith.quantizer import (FULL_RANGE_FORM, Rounding, WeightQuant, WeightRange, host_weight_range,
+                                       weight_error)
 from onnx_hawq.calibration import rounding as rounding_mod
 from onnx_hawq.calibration.sensitivity_file import LayerSensitivity, Sensitivity
 from onnx_hawq.cli.main import cli, main
@@ -67,7 +68,7 @@ def test_plan_records_weights_and_round_trips(tmp_path, sens):
     assert json.loads(nearest.read_text())["weights"] == {"rounding": "nearest", "range": "avx2"}
     assert Plan.from_json(loaded.to_json()) == loaded
     gptq = Plan.load(make_plan(tmp_path, sens, "--calib", CALIB, name="g.json"))
-    assert gptq.weights == WeightQuant(Rounding.GPTQ, WeightRange.FULL)  # with --calib: gptq, full range
+    assert gptq.weights == WeightQuant(Rounding.GPTQ, host_weight_range())  # with --calib: gptq, this host's range
 
 
 def test_plan_without_calib_refuses_gptq(tmp_path, sens, capsys):
@@ -96,7 +97,8 @@ def test_error_table_collects_statistics_once(monkeypatch, prepared):
     calls = []
     real = rounding_mod._accumulate
     monkeypatch.setattr(rounding_mod, "_accumulate", lambda *a: calls.append(1) or real(*a))
-    table = weight_error_table(model, layers, candidate_choices((2, 3, 4, 8), (8,)), WeightQuant(),
+    full = WeightQuant(range=WeightRange.FULL)
+    table = weight_error_table(model, layers, candidate_choices((2, 3, 4, 8), (8,)), full,
                                load_data(CALIB, model))
     assert calls == [1] and all(set(row) == {1, 3, 7, 127} for row in table.values())
     assert all(row[1] > row[3] > row[7] > row[127] for row in table.values())
@@ -144,7 +146,7 @@ def int8_codes(model: onnx.ModelProto) -> dict[str, int]:
 
 @pytest.mark.parametrize("weight_range,bound", [("full", 127), ("avx2", 64)])
 def test_uniform_w8a8_uses_the_range(tmp_path, weight_range, bound):
-    given = ("--weight-range", weight_range) if weight_range == "avx2" else ()  # full: the default
+    given = ("--weight-range", weight_range)
     args = ("--bits", "8", "--rounding", "nearest", *given)
     result, out = quantize(tmp_path, *args)
     assert result.exit_code == 0, result.output
@@ -187,3 +189,19 @@ def test_rounding_stages_option_reaches_the_report(tmp_path, capsys):
     code, err = error_of(capsys, "quantize", MODEL, "--calib", CALIB, "--bits", "8", "--rounding-stages", "0",
                          "-o", tmp_path / "z.onnx")
     assert code == 2 and "--rounding-stages" in err
+
+
+@pytest.mark.parametrize("machine,flags,expected", [
+    ("x86_64", {"avx2"}, WeightRange.AVX2), ("x86_64", {"avx2", "avx512_vnni"}, WeightRange.FULL),
+    ("x86_64", {"avx2", "amx_int8"}, WeightRange.FULL), ("x86_64", set(), WeightRange.FULL),
+    ("aarch64", {"asimd"}, WeightRange.FULL)])
+def test_default_range_is_where_this_hosts_onnxruntime_is_exact(monkeypatch, machine, flags, expected):
+    from onnx_hawq.arith import quantizer
+
+    monkeypatch.setattr(quantizer.platform, "machine", lambda: machine)
+    monkeypatch.setattr(quantizer, "cpu_flags", lambda: flags)
+    quantizer.host_weight_range.cache_clear()
+    try:
+        assert quantizer.host_weight_range() == expected and WeightQuant().range == expected
+    finally:
+        quantizer.host_weight_range.cache_clear()

@@ -84,15 +84,25 @@ def align_gap(px: TensorQ, py: TensorQ, n: int) -> tuple[TensorQ, bool]:
     if bits < 1 or m <= 0:
         return py, False
     mant, exp = math.frexp(m)
-    target = math.ldexp(math.floor(mant * 2**bits), exp - bits)
-    guess = F32(float(px.scale) / (target * n))
-    up = down = guess
+    # float32 quotients can step over a target by 2 ulps: try shorter significands and neighbours too
+    for k in range(bits, max(bits - 8, 0), -1):
+        for j in (0, -1, 1):
+            target = math.ldexp(math.floor(mant * 2**k) + j, exp - k)
+            sy = _gap_scale(px.scale, target, n) if target > 0 else None
+            if sy is not None:
+                return dataclasses.replace(py, scale=float(sy)), True
+    return py, False
+
+
+def _gap_scale(x_scale: float, target: float, n: int):
+    """A float32 y_scale with float32(x_scale) / (y_scale * n) == target exactly (ulps around the ideal)."""
+    up = down = F32(float(x_scale) / (target * n))
     for _ in range(64):
         for sy in (up, down):
-            if float(F32(px.scale) / (sy * F32(n))) == target:
-                return dataclasses.replace(py, scale=float(sy)), True
+            if float(F32(x_scale) / (sy * F32(n))) == target:
+                return sy
         up, down = np.nextafter(up, F32(np.inf)), np.nextafter(down, F32(0))
-    return py, False
+    return None
 
 
 def _free(qn_by_out: dict, consumers: dict, tensor: str, pinned: set[str] = frozenset()) -> bool:
