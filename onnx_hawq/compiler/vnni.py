@@ -2,16 +2,18 @@
 
 The wheel's stock `dot_16x4_vnni` tensor intrinsic (tvm.s_tir.tensor_intrin.x86) passes int32x16
 operands to `llvm.x86.avx512.vpdpbusd.512`, which LLVM 22 rejects (it wants <64 x i8>). Importing
-this module re-registers that name with uint8x64/int8x64 reinterprets, when TVM is importable. The
-body is one nested expression on purpose: a `x = expr` statement in tirx TVMScript becomes a stack
-buffer and makes the kernels ~4x slower.
+this module registers our own `hawq_dot_16x4_vnni` (the stock description, a body with
+uint8x64/int8x64 reinterprets) when TVM is importable. The stock module is not imported: importing
+any of `tvm.s_tir.tensor_intrin` loads every target's intrinsics (~40-80 s), and our name leaves the
+stock registration free. The body is one nested expression on purpose: a `x = expr` statement in
+tirx TVMScript becomes a stack buffer and makes the kernels ~4x slower.
 """
 
 from __future__ import annotations
 
 import pathlib
 
-VNNI_INTRIN = "dot_16x4_vnni"
+VNNI_INTRIN = "hawq_dot_16x4_vnni"
 VNNI_MCPU = "sapphirerapids"
 CPUINFO = pathlib.Path("/proc/cpuinfo")
 
@@ -41,6 +43,28 @@ def vnni_target(num_cores: int = 1, mcpu: str = VNNI_MCPU):
     return tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": int(num_cores)})
 
 
+def _desc():
+    """C[i] += A[k] * B[i, k] over 16 lanes x 4 bytes (the stock description)."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def dot_product_16x4_u8i8i32_desc(
+        A: T.Buffer((4,), "uint8", offset_factor=1),
+        B: T.Buffer((16, 4), "int8", offset_factor=1),
+        C: T.Buffer((16,), "int32", offset_factor=1),
+    ) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:16], A[0:4], B[0:16, 0:4])
+            T.writes(C[0:16])
+            for i in T.serial(0, 16):
+                for k in T.serial(0, 4):
+                    with T.sblock("update"):
+                        vi, vk = T.axis.remap("SR", [i, k])
+                        C[vi] = C[vi] + T.cast(A[vk], "int32") * T.cast(B[vi, vk], "int32")
+
+    return dot_product_16x4_u8i8i32_desc
+
+
 def _fixed_impl():
     """The vpdpbusd.512 body of the 16x4 u8*s8->s32 dot product with byte-vector operands."""
     from tvm.script import tirx as T
@@ -67,13 +91,12 @@ def _fixed_impl():
 
 
 def register_vnni_intrin() -> str | None:
-    """Register the fixed body over the stock `dot_16x4_vnni` name (idempotent); the name, or None without TVM."""
+    """Register the fixed intrinsic as VNNI_INTRIN (idempotent); the name, or None without TVM."""
     try:
         from tvm.s_tir import TensorIntrin
-        from tvm.s_tir.tensor_intrin.x86 import dot_product_16x4_u8i8i32_desc
     except ImportError:
         return None
-    TensorIntrin.register(VNNI_INTRIN, dot_product_16x4_u8i8i32_desc, _fixed_impl(), override=True)
+    TensorIntrin.register(VNNI_INTRIN, _desc(), _fixed_impl(), override=True)
     return VNNI_INTRIN
 
 

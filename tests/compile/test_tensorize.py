@@ -19,7 +19,7 @@ def test_detection_reads_cpuinfo(tmp_path):
 
 
 def test_register_is_idempotent_and_target_has_mcpu():
-    assert vnni.register_vnni_intrin() == vnni.register_vnni_intrin() == "dot_16x4_vnni"
+    assert vnni.register_vnni_intrin() == vnni.register_vnni_intrin() == "hawq_dot_16x4_vnni"
     target = vnni.vnni_target(2)
     assert str(target.attrs["mcpu"]) == "sapphirerapids" and int(target.attrs["num-cores"]) == 2
 
