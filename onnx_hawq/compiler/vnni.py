@@ -26,6 +26,7 @@ class Isa:
     name: str
     intrin: str
     flag: str            # the /proc/cpuinfo flag that enables it
+    feature: str         # the LLVM CPU feature of that flag
     mcpu: str            # an -mcpu with the feature, for cross-compiling from a host without it
     lanes: int           # int32 accumulator lanes per instruction
     group: int           # reduction elements per lane per instruction
@@ -35,8 +36,8 @@ class Isa:
     max_blocks: int      # most lane blocks per dense register tile
 
 
-VNNI = Isa("vnni", "hawq_dot_16x4_vnni", "avx512_vnni", "icelake-server", 16, 4, "uint8", "int8", 6, 4)
-AVX2 = Isa("avx2", "hawq_dot_8x2_avx2", "avx2", "haswell", 8, 2, "int16", "int16", 4, 2)
+VNNI = Isa("vnni", "hawq_dot_16x4_vnni", "avx512_vnni", "avx512vnni", "icelake-server", 16, 4, "uint8", "int8", 6, 4)
+AVX2 = Isa("avx2", "hawq_dot_8x2_avx2", "avx2", "avx2", "haswell", 8, 2, "int16", "int16", 4, 2)
 ISAS = {i.name: i for i in (VNNI, AVX2)}
 VNNI_INTRIN = VNNI.intrin
 
