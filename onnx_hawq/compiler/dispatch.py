@@ -3,7 +3,9 @@
 Matches `nn.conv2d` (NCHW/OIHW, groups=1) and `matmul` whose data is uint8, whose weight is an int8
 constant and whose out_dtype is int32 (what the converters emit), with static shapes. The weight
 is packed at build time into the ISA's layout; activations stay NCHW / row-major (the kernels pack
-them). Any other call keeps TVM's lowering. One PrimFunc per distinct shape.
+them). On AVX2, a weight whose adjacent pairs fit int16 against any uint8 input takes the u8 x s8
+kernel (vpmaddubsw), any other the int16 one. Any other call keeps TVM's lowering. One PrimFunc per
+distinct shape and ISA.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from tvm import relax
 
 from onnx_hawq.compiler.kernels import ConvShape, dense_primfunc, pack_conv_weight, pack_dense_weight
 from onnx_hawq.compiler.kernels_conv import conv_primfunc
-from onnx_hawq.compiler.vnni import Isa
+from onnx_hawq.compiler.vnni import AVX2, AVX2_U8, Isa, pairs_fit_int16
 
 OPAQUE = 8  # relay/relax OpPatternKind kOpaque
 CONV, MATMUL = tvm.ir.Op.get("relax.nn.conv2d"), tvm.ir.Op.get("relax.matmul")
@@ -56,10 +58,15 @@ class Int8Dispatch(relax.PyExprMutator):
         super().__init__(mod)
         self.isa, self.funcs = isa, {}
 
-    def _kernel(self, key, make):
+    def _isa(self, w: np.ndarray, pack) -> Isa:
+        """AVX2_U8 instead of AVX2 where the weight (packed by `pack`) cannot saturate vpmaddubsw."""
+        return AVX2_U8 if self.isa is AVX2 and pairs_fit_int16(pack(w, AVX2_U8)) else self.isa
+
+    def _kernel(self, key, isa: Isa, make):
+        key = (*key, isa.name)
         if key not in self.funcs:
             func = make().with_attrs({"tirx.is_scheduled": True, "op_pattern": OPAQUE})  # FuseOps leaves it alone
-            self.funcs[key] = self.builder_.add_func(func, f"hawq_{self.isa.name}_{key[0]}")
+            self.funcs[key] = self.builder_.add_func(func, f"hawq_{isa.name}_{key[0]}")
         return self.funcs[key]
 
     def visit_call_(self, call):
@@ -75,19 +82,20 @@ class Int8Dispatch(relax.PyExprMutator):
         s = conv_shape(call, xshape, w)
         if s is None:
             return call
-        gv = self._kernel(("conv", s), lambda: conv_primfunc(s, self.isa))
-        packed = relax.const(pack_conv_weight(w, self.isa))
+        isa = self._isa(w, pack_conv_weight)
+        gv = self._kernel(("conv", s), isa, lambda: conv_primfunc(s, isa))
+        packed = relax.const(pack_conv_weight(w, isa))
         return relax.call_tir(gv, [call.args[0], packed], relax.TensorType((s.batch, s.out_channels, *s.out_hw()),
                                                                              "int32"))
 
     def _matmul(self, call, xshape, w):
         if w.ndim != 2 or len(xshape) < 1:
             return call
-        (k, n), m = w.shape, int(np.prod(xshape[:-1]))
-        gv = self._kernel(("dense", m, n, k), lambda: dense_primfunc(m, n, k, self.isa))
+        (k, n), m, w_nk = w.shape, int(np.prod(xshape[:-1])), np.ascontiguousarray(w.T)
+        isa = self._isa(w_nk, pack_dense_weight)
+        gv = self._kernel(("dense", m, n, k), isa, lambda: dense_primfunc(m, n, k, isa))
         x = call.args[0] if len(xshape) == 2 else self.builder_.emit(relax.op.reshape(call.args[0], (m, k)))
-        y = relax.call_tir(gv, [x, relax.const(pack_dense_weight(np.ascontiguousarray(w.T), self.isa))],
-                           relax.TensorType((m, n), "int32"))
+        y = relax.call_tir(gv, [x, relax.const(pack_dense_weight(w_nk, isa))], relax.TensorType((m, n), "int32"))
         return y if len(xshape) == 2 else relax.op.reshape(self.builder_.emit(y), (*xshape[:-1], n))
 
 

@@ -5,7 +5,10 @@ Two tensor intrinsics of the form C[i] += A[k] * B[i, k] (int32 lanes i, k the r
   `dot_16x4_vnni` passes int32x16 operands to `llvm.x86.avx512.vpdpbusd.512`, which LLVM 22 rejects
   (it wants <64 x i8>); ours reinterprets to uint8x64/int8x64.
 - `hawq_dot_8x2_avx2` (AVX2, vpmaddwd: int16 x int16, 8 lanes x 2), exact for u8 x s8 operands
-  widened to int16 (unlike vpmaddubsw, which saturates pairs of products above 2^15).
+  widened to int16.
+- `hawq_dot_8x4_avx2u8` (AVX2, vpmaddubsw then vpmaddwd by ones: u8 x s8, 8 lanes x 4), twice the
+  work per instruction, exact only while no pair of adjacent products leaves int16 (vpmaddubsw
+  saturates): `pairs_fit_int16` checks a packed weight; our quantizer's |w| <= 64 cap guarantees it.
 The stock module is not imported: importing any of `tvm.s_tir.tensor_intrin` loads every target's
 intrinsics (~40-80 s). Bodies are one nested expression on purpose: a `x = expr` statement in tirx
 TVMScript becomes a stack buffer and makes the kernels ~4x slower.
@@ -38,6 +41,7 @@ class Isa:
 
 VNNI = Isa("vnni", "hawq_dot_16x4_vnni", "avx512_vnni", "avx512vnni", "icelake-server", 16, 4, "uint8", "int8", 6, 4)
 AVX2 = Isa("avx2", "hawq_dot_8x2_avx2", "avx2", "avx2", "haswell", 8, 2, "int16", "int16", 4, 2)
+AVX2_U8 = Isa("avx2u8", "hawq_dot_8x4_avx2u8", "avx2", "avx2", "haswell", 8, 4, "uint8", "int8", 4, 2)
 ISAS = {i.name: i for i in (VNNI, AVX2)}
 VNNI_INTRIN = VNNI.intrin
 
@@ -147,6 +151,41 @@ def _avx2_impl():
     return impl
 
 
+def _avx2_u8_impl():
+    """C + vpmaddwd(vpmaddubsw(broadcast A quad, B), ones): u8 x s8 pairs summed in int16."""
+    from tvm.script import tirx as T
+
+    @T.prim_func(s_tir=True)
+    def impl(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((8, 4), "int8", offset_factor=1),
+             C: T.Buffer((8,), "int32", offset_factor=1)) -> None:
+        with T.sblock("root"):
+            T.reads(C[0:8], A[0:4], B[0:8, 0:4])
+            T.writes(C[0:8])
+            C[T.ramp(T.int32(0), 1, 8)] = C.vload([0], dtype="int32x8") + T.call_llvm_pure_intrin(
+                T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.wd"),
+                T.call_llvm_pure_intrin(
+                    T.llvm_lookup_intrinsic_id("llvm.x86.avx2.pmadd.ub.sw"),
+                    T.reinterpret(T.broadcast(T.reinterpret(A.vload([0], "uint8x4"), dtype="int32"), 8),
+                                  dtype="uint8x32"),
+                    B.vload([0, 0], dtype="int8x32"),
+                    dtype="int16x16",
+                ),
+                T.broadcast(T.int16(1), 16),
+                dtype="int32x8",
+            )
+
+    return impl
+
+
+def pairs_fit_int16(packed_w, x_max: int = 255) -> bool:
+    """True when every adjacent pair of reduction elements of a packed weight [..., G] keeps
+    x_max * (|w_a| + |w_b|) within int16 (vpmaddubsw then never saturates)."""
+    import numpy as np
+
+    w = np.abs(packed_w.astype(np.int32))
+    return int((w[..., 0::2] + w[..., 1::2]).max(initial=0)) * x_max <= 32767
+
+
 def register_intrins() -> bool:
     """Register both intrinsics (idempotent); False without TVM."""
     try:
@@ -155,6 +194,7 @@ def register_intrins() -> bool:
         return False
     TensorIntrin.register(VNNI.intrin, _desc(VNNI), _vnni_impl(), override=True)
     TensorIntrin.register(AVX2.intrin, _desc(AVX2), _avx2_impl(), override=True)
+    TensorIntrin.register(AVX2_U8.intrin, _desc(AVX2_U8), _avx2_u8_impl(), override=True)
     return True
 
 

@@ -39,11 +39,24 @@ def kernels(mod) -> list[str]:
 
 def test_int8_calls_become_kernels_and_others_stay():
     mod = int8_dispatch(vnni.AVX2)(import_onnx(conv_then_matmul()))
-    assert kernels(mod) == ["hawq_avx2_conv", "hawq_avx2_dense"]
+    assert kernels(mod) == ["hawq_avx2u8_conv", "hawq_avx2u8_dense"]  # |w| <= 8: vpmaddubsw cannot saturate
     text = mod["main"].script()
     assert "R.nn.conv2d" not in text and "R.matmul" not in text and text.count("R.call_tir(hawq_") == 2
     grouped = int8_dispatch(vnni.AVX2)(import_onnx(conv_then_matmul(group=2)))
-    assert kernels(grouped) == ["hawq_avx2_dense"] and "R.nn.conv2d" in grouped["main"].script()
+    assert kernels(grouped) == ["hawq_avx2u8_dense"] and "R.nn.conv2d" in grouped["main"].script()
+
+
+def test_full_range_weights_take_the_int16_kernel_and_stay_exact():
+    model = conv_then_matmul()
+    w = next(i for i in model.graph.initializer if i.name == "cw")
+    full = np.random.default_rng(3).integers(-128, 128, tuple(w.dims)).astype(np.int8)
+    w.CopyFrom(__import__("onnx").numpy_helper.from_array(full, "cw"))
+    assert kernels(int8_dispatch(vnni.AVX2)(import_onnx(model))) == ["hawq_avx2_conv", "hawq_avx2u8_dense"]
+    if HOST is not None:  # onnxruntime's AVX2 kernel saturates on such weights: TVM's plain lowering is the anchor
+        x = rng(6).integers(0, 256, (3, 20, 7, 6)).astype(np.uint8)
+        got, want = (run_vm(tvm.relax.VirtualMachine(build(import_onnx(model), parse_target(spec)), tvm.cpu()), model,
+                            {"x": x}, tvm.cpu())[0] for spec in ("llvm", "llvm:plain"))
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.skipif(HOST is None, reason="this CPU has neither AVX512-VNNI nor AVX2")

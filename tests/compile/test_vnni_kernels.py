@@ -13,7 +13,13 @@ from onnx_hawq.compiler import kernels as K  # noqa: E402
 from onnx_hawq.compiler.kernels_conv import build_conv, conv_primfunc  # noqa: E402
 
 ISAS = [pytest.param(i, marks=pytest.mark.skipif(not vnni.host_has(i.flag), reason=f"this CPU lacks {i.flag}"),
-                     id=i.name) for i in (vnni.VNNI, vnni.AVX2)]
+                     id=i.name) for i in (vnni.VNNI, vnni.AVX2, vnni.AVX2_U8)]
+
+
+def weights(rng, shape, isa):
+    """Random int8 weights; |w| <= 64 for AVX2_U8, whose vpmaddubsw is exact only then."""
+    bound = 64 if isa is vnni.AVX2_U8 else 128
+    return rng.integers(-bound, bound, shape, dtype=np.int8)
 
 
 def conv_ref(x, w, stride, pad, dil):
@@ -35,16 +41,17 @@ def conv_ref(x, w, stride, pad, dil):
 @pytest.mark.parametrize("m,n,k", [(37, 45, 23), (1, 17, 5), (13, 64, 64), (6, 100, 130)])
 def test_dense_exact(isa, m, n, k):
     rng = np.random.default_rng(m * n + k)
-    a, w = rng.integers(0, 256, (m, k), dtype=np.uint8), rng.integers(-128, 128, (n, k), dtype=np.int8)
+    a, w = rng.integers(0, 256, (m, k), dtype=np.uint8), weights(rng, (n, k), isa)
     out = K.build_dense(m, n, k, num_threads=2, isa=isa)(a, K.pack_dense_weight(w, isa))
     np.testing.assert_array_equal(out, a.astype(np.int64) @ w.astype(np.int64).T)
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_dense_extremes_do_not_overflow(isa):
-    a, w = np.full((7, 260), 255, np.uint8), np.full((18, 260), -128, np.int8)
+    low = -64 if isa is vnni.AVX2_U8 else -128
+    a, w = np.full((7, 260), 255, np.uint8), np.full((18, 260), low, np.int8)
     out = K.build_dense(7, 18, 260, isa=isa)(a, K.pack_dense_weight(w, isa))
-    assert (out == 255 * -128 * 260).all()
+    assert (out == 255 * low * 260).all()
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -57,19 +64,24 @@ def test_dense_extremes_do_not_overflow(isa):
 def test_conv_exact(isa, shape):
     rng = np.random.default_rng(shape.out_channels)
     x = rng.integers(0, 256, (shape.batch, shape.in_channels, shape.height, shape.width), dtype=np.uint8)
-    w = rng.integers(-128, 128, (shape.out_channels, shape.in_channels, *shape.kernel), dtype=np.int8)
+    w = weights(rng, (shape.out_channels, shape.in_channels, *shape.kernel), isa)
     got = build_conv(shape, num_threads=2, isa=isa)(x, K.pack_conv_weight(w, isa))
     np.testing.assert_array_equal(got, conv_ref(x, w, shape.stride, shape.padding, shape.dilation))
 
 
-@pytest.mark.parametrize("isa", [vnni.VNNI, vnni.AVX2], ids=lambda i: i.name)
-def test_kernels_build_for_either_isa_on_any_host(isa):
+@pytest.mark.parametrize("isa", [vnni.VNNI, vnni.AVX2, vnni.AVX2_U8], ids=lambda i: i.name)
+def test_kernels_build_for_every_isa_on_any_host(isa):
     import tvm
 
     func = conv_primfunc(K.ConvShape(1, 5, 19, 9, 9, (3, 3), (1, 1), (1, 1)), isa)
     lib = tvm.compile(tvm.IRModule({"main": func}), target=vnni.isa_target(isa, 2, isa.mcpu))
     asm = lib.mod.inspect_source("asm")
-    assert ("vpdpbusd" if isa is vnni.VNNI else "vpmaddwd") in asm
+    assert {"vnni": "vpdpbusd", "avx2": "vpmaddwd", "avx2u8": "vpmaddubsw"}[isa.name] in asm
+
+
+def test_pair_bound_of_vpmaddubsw():
+    assert vnni.pairs_fit_int16(np.array([[64, -64, 127, 1]], np.int8))
+    assert not vnni.pairs_fit_int16(np.array([[64, -65, 0, 0]], np.int8))
 
 
 def test_packing_layouts_and_refusals():
