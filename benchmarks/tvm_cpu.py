@@ -4,7 +4,8 @@
 
 Models: the ResNet-18-shaped model of benchmarks/models.py (batch 1, 224x224) and the digits samples
 (sample_models/, batch 64), quantized W8A8. For each: onnxruntime vs TVM at 1 and 2 threads in the same
-run (median ms), and TVM's outputs checked bit for bit against onnxruntime. For the ResNet, every
+run (median ms; one child process per thread count, since TVM's thread pool is sized by TVM_NUM_THREADS
+at start-up), and TVM's outputs checked bit for bit against onnxruntime. For the ResNet, every
 distinct QLinearConv layer (with its requantization) is timed alone in both. Prints a table and
 writes benchmarks/results/tvm_cpu.json.
 """
@@ -12,8 +13,12 @@ writes benchmarks/results/tvm_cpu.json.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import pathlib
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -79,8 +84,8 @@ class Tvm:
         out = self.vm["main"](*self.args)
         return [out] if hasattr(out, "numpy") else list(out)
 
-    def ms(self, threads: int, repeat: int) -> float:
-        self.tvm.get_global_func("runtime.config_threadpool")(0, threads)
+    def ms(self, repeat: int) -> float:
+        """Median ms with the process's TVM thread pool (TVM_NUM_THREADS)."""
         return median_ms(self.run, repeat)
 
 
@@ -96,7 +101,7 @@ def compare(model, feeds, threads: list[int], repeat: int, spec: str) -> dict:
     for t in threads:
         sess = session(model, threads=t)
         ort_ms = median_ms(lambda: sess.run(None, feeds), repeat)
-        tvm_ms = tv.ms(t, repeat)
+        tvm_ms = tv.ms(repeat)
         row[f"{t}t"] = {"ort_ms": ort_ms, "tvm_ms": tvm_ms, "tvm_over_ort": tvm_ms / ort_ms}
     return row
 
@@ -138,10 +143,14 @@ def layer_rows(model, feeds, threads: list[int], repeat: int, spec: str) -> list
     return rows
 
 
-def print_row(name: str, row: dict, threads: list[int]) -> None:
+def fmt_row(name: str, row: dict, threads: list[int]) -> str:
     cells = "  ".join(f"{t}t ORT {row[f'{t}t']['ort_ms']:8.2f} TVM {row[f'{t}t']['tvm_ms']:8.2f} "
                       f"({row[f'{t}t']['tvm_over_ort']:5.2f}x)" for t in threads)
-    print(f"{name:28s} {cells}  mismatches {row['mismatches_vs_ort']}", flush=True)
+    return f"{name:32s} {cells}  mismatches {row['mismatches_vs_ort']}"
+
+
+def print_row(name: str, row: dict, threads: list[int]) -> None:
+    print(fmt_row(name, row, threads), flush=True)
 
 
 def totals(layers: list[dict], threads: list[int]) -> dict:
@@ -154,15 +163,8 @@ def totals(layers: list[dict], threads: list[int]) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", default="1,2")
-    p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--models", default="resnet,digits,transformer")
-    p.add_argument("--target", default="llvm", help="llvm (the host's int8 ISA), llvm:vnni|avx2|plain")
-    p.add_argument("--no-layers", action="store_true", help="skip the per-conv-layer figures")
-    args = p.parse_args(argv)
-    threads = [int(t) for t in args.threads.split(",")]
+def measure(args, threads: list[int]) -> dict:
+    """Every model (and the ResNet's conv layers) at `threads`, in this process."""
     from onnx_hawq.compiler.build import cpu_isa, parse_target
     from onnx_hawq.compiler.vnni import host_has_amx
 
@@ -176,10 +178,68 @@ def main(argv=None) -> int:
         if name == "resnet" and not args.no_layers:
             row["conv_layers"] = layer_rows(model, feeds, threads, args.repeat, args.target)
             row["conv_layers_total"] = totals(row["conv_layers"], threads)
-            print_row("resnet conv layers (sum)", {**row["conv_layers_total"], "mismatches_vs_ort": ""}, threads)
+    return out
+
+
+def merge(parts: dict[int, dict]) -> dict:
+    """One result from the per-thread-count children (each row gains every child's `{t}t` entry)."""
+    out = parts[min(parts)]
+    for t, part in parts.items():
+        for name, row in part["models"].items():
+            dst = out["models"][name]
+            dst[f"{t}t"] = row[f"{t}t"]
+            for d, r in zip(dst.get("conv_layers", []), row.get("conv_layers", [])):
+                d[f"{t}t"] = r[f"{t}t"]
+            if "conv_layers_total" in row:
+                dst["conv_layers_total"][f"{t}t"] = row["conv_layers_total"][f"{t}t"]
+    return out
+
+
+def children(argv: list[str], threads: list[int]) -> dict:
+    """Run `measure` in one child per thread count with TVM_NUM_THREADS set; the merged result."""
+    parts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for t in threads:
+            path = pathlib.Path(tmp) / f"{t}.json"
+            env = {**os.environ, "TVM_NUM_THREADS": str(t), "OMP_NUM_THREADS": str(t)}
+            subprocess.run([sys.executable, "-m", "benchmarks.tvm_cpu", *argv, "--child", str(t), "--child-out",
+                            str(path)], check=True, env=env, cwd=ROOT)
+            parts[t] = json.loads(path.read_text())
+    return merge(parts)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--models", default="resnet,digits,transformer")
+    p.add_argument("--target", default="llvm", help="llvm (the host's int8 ISA), llvm:vnni|avx2|plain")
+    p.add_argument("--no-layers", action="store_true", help="skip the per-conv-layer figures")
+    p.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        pathlib.Path(args.child_out).write_text(json.dumps(measure(args, [args.child])))
+        return 0
+    threads = [int(t) for t in args.threads.split(",")]
+    child = ["--repeat", str(args.repeat), "--models", args.models, "--target", args.target]
+    out = children(child + (["--no-layers"] if args.no_layers else []), threads)
+    print("\n".join(table(out, threads)))
     atomic_write_json(RESULTS, out)
     print(f"wrote {RESULTS}")
     return 0
+
+
+def table(out: dict, threads: list[int]) -> list[str]:
+    """The printed rows: each model, then the ResNet's conv layers and their sum."""
+    lines = []
+    for name, row in out["models"].items():
+        lines.append(fmt_row(f"{name} (whole model)", row, threads))
+        for layer in row.get("conv_layers", []):
+            lines.append(fmt_row(f"  {layer['layer']} x{layer['count']}", layer, threads))
+        if "conv_layers_total" in row:
+            lines.append(fmt_row("  conv layers (sum)", {**row["conv_layers_total"], "mismatches_vs_ort": "-"}, threads))
+    return lines
 
 
 if __name__ == "__main__":
