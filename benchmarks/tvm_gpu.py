@@ -1,9 +1,11 @@
 """TVM on the GPU (device only): int8 GEMM, a quantized ResNet-18-shaped model, int4 vs int8.
 
-    python benchmarks/tvm_gpu.py [--target cuda:sm_90] [--parts gemm,resnet] [--gemm 4096] [--batch 32]
+    python benchmarks/tvm_gpu.py [--target cuda:sm_90] [--parts gemm,mma,resnet] [--gemm 4096] [--batch 32]
 
 1. gemm:   int8 x int8 -> int32 matmul (n^3) built by onnx-hawq's CUDA pipeline vs torch._int_mm
            (results checked equal), plus the QLinearMatMul converter path (u8 x s8 + exact requant).
+   mma:    the same GEMM with onnx-hawq's explicit `mma.sync` s8 tensor-core kernel
+           (compiler/cuda_mma.py) vs torch._int_mm, results checked equal.
 2. resnet: the ResNet-18-shaped model of benchmarks/models.py, quantized W8A8 / W4A8 / W4A4 and
            compiled with TVM, vs PyTorch eager fp32 and TVM fp32; every quantized build is checked
            bit for bit against onnxruntime (CPU) on two samples. 4-bit weights live in int8
@@ -98,11 +100,42 @@ def gemm(tvm, torch, target, n: int) -> dict:
     return row
 
 
+def mma(tvm, torch, arch: str, n: int) -> dict:
+    """The explicit mma.sync int8 kernel (C = A @ B^T) vs torch._int_mm, in TOPS."""
+    from onnx_hawq.compiler.cuda_mma import build_mma_matmul
+
+    r = np.random.default_rng(0)
+    a, b = (r.integers(-128, 128, (n, n)).astype(np.int8) for _ in range(2))
+    dev = tvm.cuda(0)
+    start = time.perf_counter()
+    lib = build_mma_matmul(n, n, n, arch)
+    fn, build_s = lib["main"], time.perf_counter() - start
+    args = [tvm.runtime.tensor(x, dev) for x in (a, b)] + [tvm.runtime.tensor(np.zeros((n, n), np.int32), dev)]
+    fn(*args)
+    ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
+    equal = bool(np.array_equal(args[2].numpy(), torch._int_mm(ta, tb.T.contiguous()).cpu().numpy()))
+    ms = float(np.median(lib.mod.time_evaluator("main", dev, number=10, repeat=5)(*args).results)) * 1e3
+    ms_torch = time_torch(torch, lambda: torch._int_mm(ta, tb))
+    ops = 2.0 * n**3
+    return {"n": n, "build_s": round(build_s, 1), "equal": equal, "mma_ms": ms, "torch_int_mm_ms": ms_torch,
+            "mma_tops": ops / ms / 1e9, "torch_tops": ops / ms_torch / 1e9}
+
+
 def qlinear_matmul_ms(tvm, target, w: np.ndarray, n: int) -> float:
     """The onnx-hawq converter path: QLinearMatMul u8 x s8 with dyadic integer requantization."""
+    vm, _ = build_vm(tvm, qlinear_matmul_module(n, w), target)
+    x = np.random.default_rng(1).integers(0, 256, (n, n)).astype(np.uint8)
+    return time_tvm(vm, [tvm.runtime.tensor(x, tvm.cuda(0))], tvm.cuda(0))
+
+
+def qlinear_matmul_module(n: int, w: np.ndarray | None = None):
+    """The Relax module of an n x n QLinearMatMul by `w` (random int8 when None)."""
     from onnx import TensorProto, helper, numpy_helper
 
     from onnx_hawq.compiler.frontend import import_onnx
+
+    if w is None:
+        w = np.random.default_rng(0).integers(-128, 128, (n, n)).astype(np.int8)
 
     # |w| <= 8 keeps |acc| * b < 2^24 for n = 4096, so the exact integer requantization is used
     inits = {"xs": np.float32(2.0**-4), "xz": np.uint8(0), "w": np.clip(w, -8, 8),
@@ -113,9 +146,7 @@ def qlinear_matmul_ms(tvm, target, w: np.ndarray, n: int) -> float:
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, [n, n])],
                               [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    vm, _ = build_vm(tvm, import_onnx(model), target)
-    x = np.random.default_rng(1).integers(0, 256, (n, n)).astype(np.uint8)
-    return time_tvm(vm, [tvm.runtime.tensor(x, tvm.cuda(0))], tvm.cuda(0))
+    return import_onnx(model)
 
 
 def resnet(tvm, torch, target, batch: int, plans: list[str]) -> dict:
@@ -158,11 +189,15 @@ def quantized_row(tvm, target, model, x: np.ndarray, spec: str) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", default="cuda:sm_90")
-    p.add_argument("--parts", default="gemm,resnet", help="comma list of gemm, resnet")
+    p.add_argument("--parts", default="gemm,mma,resnet", help="comma list of gemm, mma, resnet")
     p.add_argument("--gemm", type=int, default=4096, help="GEMM size n (n x n x n)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--plans", default="8,w4a8,w4a4", help="uniform plans for the ResNet (int4 vs int8)")
+    p.add_argument("--build-only", action="store_true",
+                   help="build every part's TVM modules for the target (no device needed) and exit")
     args = p.parse_args(argv)
+    if args.build_only:
+        return build_only(args.target, min(args.gemm, 512))
     tvm, torch = require_cuda()
     from onnx_hawq.compiler.build import parse_target
 
@@ -172,11 +207,31 @@ def main(argv=None) -> int:
     if "gemm" in parts:
         out["gemm"] = gemm(tvm, torch, target, args.gemm)
         print_row("gemm", out["gemm"])
+    if "mma" in parts:
+        out["mma"] = mma(tvm, torch, str(target.attrs.get("arch", "sm_90")), args.gemm)
+        print_row("mma", out["mma"])
     if "resnet" in parts:
         out["resnet"] = resnet(tvm, torch, target, args.batch, args.plans.split(","))
         print_row("resnet", out["resnet"])
     atomic_write_json(RESULTS, out)
     print(f"wrote {RESULTS}")
+    return 0
+
+
+def build_only(spec: str, n: int) -> int:
+    """The CPU-side part: build the GEMM, mma and QLinearMatMul modules for `spec` and print build seconds."""
+    import tvm
+
+    from onnx_hawq.compiler.build import build, parse_target
+    from onnx_hawq.compiler.cuda_mma import build_mma_matmul, cuda_source
+
+    target = parse_target(spec)
+    for name, make in (("gemm", lambda: build(int8_matmul_module(tvm, n), target)),
+                       ("mma", lambda: cuda_source(build_mma_matmul(n, n, n, str(target.attrs.get("arch", "sm_90"))))),
+                       ("qlinearmatmul", lambda: build(qlinear_matmul_module(n), target))):
+        start = time.perf_counter()
+        make()
+        print(f"built {name:14s} n={n} for {spec} in {time.perf_counter() - start:.1f}s")
     return 0
 
 

@@ -1,5 +1,5 @@
-"""onnx-hawq compile: exact TVM Relax converters for our integer ONNX ops; building and running.
+"""onnx-hawq compile: exact TVM Relax converters for our integer ONNX ops; int8 kernels; building and running.
 
-`frontend`, `converters` and `relax_ops` import tvm (the `tvm` extra); `build` imports it when
-called; `intmath` and `ranges` need only numpy and onnx and also serve the integer ONNX form.
+`frontend`, `converters`, `relax_ops`, `dispatch` and `cpu_schedule` import tvm (the `tvm` extra);
+`build`, `vnni`, `kernels`, `kernels_conv` and `cuda_mma` import it only when called.
 """

@@ -1,8 +1,12 @@
 """Build, export, load and run TVM Relax modules of quantized ONNX models (imports tvm lazily).
 
-Targets are given as `llvm`, `cuda` or `cuda:sm_90` and become TVM 0.27 JSON-dict targets. CUDA
-builds use TVM's default GPU pipeline with tensorization switched off: the stock dlight
-tensor-core rules crash inside `Tensorize` in this wheel (measured with apache-tvm 0.27.0.post1).
+Targets are given as `llvm[:ISA]`, `cuda` or `cuda:sm_90` and become TVM 0.27 JSON-dict targets.
+`llvm` takes the host's -mcpu when the host has an int8 ISA (AVX512-VNNI, else AVX2), `llvm:vnni` /
+`llvm:avx2` name one (to cross-compile), `llvm:plain` keeps TVM's generic lowering. With an ISA,
+the CPU pipeline routes int8 conv2d / matmul calls to the tensorized kernels (dispatch.py) and
+gives the remaining fused loops a parallel schedule (cpu_schedule.py). CUDA builds use TVM's
+default GPU pipeline with tensorization switched off (the stock dlight tensor-core rules crashed
+inside `Tensorize` with apache-tvm-ffi 0.1.15; see cuda_mma.py for the tensor-core matmul).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from onnx_hawq.config import atomic_write_bytes
 from onnx_hawq.errors import HawqError, InputError
 from onnx_hawq.ort import first_line
 
-TARGET_RE = re.compile(r"^(llvm|cuda)(?::(sm_\d+))?$")
+TARGET_RE = re.compile(r"^(llvm|cuda)(?::(sm_\d+|vnni|avx2|plain))?$")
 
 
 def require_tvm():
@@ -32,13 +36,18 @@ def require_tvm():
 
 
 def parse_target(spec: str):
-    """`llvm`, `cuda` or `cuda:sm_XX` -> a tvm.target.Target (JSON-dict form)."""
+    """`llvm[:vnni|avx2|plain]`, `cuda` or `cuda:sm_XX` -> a tvm.target.Target (JSON-dict form)."""
     m = TARGET_RE.match(spec.strip())
-    if not m or (m.group(1) == "llvm" and m.group(2)):
-        raise InputError(f"--target {spec!r} is not one of: llvm, cuda, cuda:sm_XX (e.g. cuda:sm_90)")
+    arch = m and m.group(2) is not None and m.group(2).startswith("sm_")
+    if not m or (m.group(1) == "llvm" and arch) or (m.group(1) == "cuda" and m.group(2) and not arch):
+        raise InputError(f"--target {spec!r} is not one of: llvm, llvm:vnni, llvm:avx2, llvm:plain, cuda, "
+                         "cuda:sm_XX (e.g. cuda:sm_90)")
     tvm = require_tvm()
     if m.group(1) == "llvm":
-        return tvm.target.Target({"kind": "llvm"})
+        from onnx_hawq.compiler.vnni import ISAS, host_isa, isa_target
+
+        isa = host_isa() if m.group(2) is None else ISAS.get(m.group(2))
+        return isa_target(isa, os.cpu_count() or 1) if isa else tvm.target.Target({"kind": "llvm"})
     kind = {"kind": "cuda", **({"arch": m.group(2)} if m.group(2) else {})}
     return tvm.target.Target(kind, host={"kind": "llvm"})
 
@@ -69,10 +78,42 @@ def cuda_pipeline(target):
     return pipeline
 
 
+def cpu_isa(target):
+    """The int8 ISA an llvm target's -mcpu has (VNNI before AVX2), or None (plain lowering)."""
+    from tvm.target.codegen import llvm_cpu_has_features
+
+    from onnx_hawq.compiler.vnni import AVX2, VNNI
+
+    if target.kind.name != "llvm" or target.attrs.get("mcpu") is None:
+        return None
+    return next((i for i in (VNNI, AVX2) if llvm_cpu_has_features([i.feature], target)), None)
+
+
+def cpu_pipeline(target, isa):
+    """TVM's CPU relax pipeline with the int8 dispatch before legalization and a loop schedule after fusion."""
+    tvm = require_tvm()
+    from tvm.relax.backend.cpu_generic import pipeline as cp
+
+    from onnx_hawq.compiler.cpu_schedule import schedule_loops
+    from onnx_hawq.compiler.dispatch import int8_dispatch
+
+    passes = (cp.library_dispatch_passes(target) + [int8_dispatch(isa)] + cp.legalize_passes(target)
+              + [schedule_loops()] + cp.dataflow_lower_passes(target) + cp.finalize_passes(target))
+
+    @tvm.transform.module_pass(opt_level=0, name="HawqCpuPipeline")
+    def pipeline(mod, _ctx):
+        with target:
+            return tvm.transform.Sequential(passes)(mod)
+
+    return pipeline
+
+
 def build(mod, target):
     """tvm.compile the Relax module for `target`; build failures are one-line HawqErrors."""
     tvm = require_tvm()
-    pipeline = cuda_pipeline(target) if target.kind.name == "cuda" else "default"
+    isa = cpu_isa(target)
+    pipeline = cuda_pipeline(target) if target.kind.name == "cuda" else cpu_pipeline(target, isa) if isa \
+        else "default"
     try:
         return tvm.compile(mod, target, relax_pipeline=pipeline)
     except Exception as e:  # TVMError and friends

@@ -114,12 +114,38 @@ class QGemm(OnnxOpConverter):
 class ConvInteger(OnnxOpConverter):
     @classmethod
     def _impl_v10(cls, bb, inputs, attr, params):
-        w = constant(inputs[1], "w", "ConvInteger")
-        zps = [constant(z, "zero point", "ConvInteger") if z is not None else np.zeros(1, np.int64)
-               for z in (inputs[2], inputs[3])]
-        if np.any(zps[1] != 0) or zps[0].size != 1:
-            raise UnsupportedNode("ConvInteger: needs a per-tensor x zero point and zero w zero points")
-        return conv_acc(bb, inputs[0], w, int(zps[0].reshape(())), None, attr, "ConvInteger")
+        w, zps = constant(inputs[1], "w", "ConvInteger"), _zero_points(inputs)
+        if zps is None or not zps[1]:
+            raise UnsupportedNode("ConvInteger: needs a constant per-tensor x zero point and zero w zero points")
+        return conv_acc(bb, inputs[0], w, zps[0], None, attr, "ConvInteger")
+
+
+def _zero_points(inputs) -> tuple[int, bool] | None:
+    """(x zero point, w zero points all zero) of a ConvInteger/MatMulInteger node; None if not constant."""
+    zps = [const_value(z) if z is not None else np.zeros(1, np.int64) for z in (list(inputs) + [None] * 4)[2:4]]
+    if any(z is None for z in zps) or zps[0].size != 1:
+        return None
+    return int(zps[0].reshape(())), not np.any(zps[1] != 0)
+
+
+class MatMulInteger(OnnxOpConverter):
+    """u8 x constant s8 [K, N] -> int32 as an int8 matmul minus x_zp * column sums; TVM's own converter
+    (int32 casts of both operands) for anything else."""
+
+    @classmethod
+    def get_converter(cls, opset):
+        from tvm.relax.frontend.onnx.onnx_frontend import MatMulInteger as Stock
+
+        fallback = Stock.get_converter(opset)
+
+        def convert(bb, inputs, attr, params):
+            w, zps = const_value(inputs[1]), _zero_points(inputs)
+            if w is None or w.ndim != 2 or w.dtype != np.int8 or zps is None or not zps[1] \
+                    or inputs[0].ty.dtype.dtype != "uint8":
+                return fallback(bb, inputs, attr, params)
+            return matmul_acc(bb, inputs[0], w, zps[0], None)
+
+        return convert
 
 
 def _scalars(inputs, idx, op: str) -> list[np.ndarray]:
@@ -194,5 +220,5 @@ def _quantize(bb, x, scale: np.ndarray, zp: np.ndarray):
     return bb.emit(relax.op.astype(q, str(zp.dtype)))
 
 
-CONVERTERS = {c.__name__: c for c in (QLinearConv, QLinearMatMul, QGemm, ConvInteger, QLinearAdd,
-                                      QLinearGlobalAveragePool)}
+CONVERTERS = {c.__name__: c for c in (QLinearConv, QLinearMatMul, QGemm, ConvInteger, MatMulInteger,
+                                      QLinearAdd, QLinearGlobalAveragePool)}

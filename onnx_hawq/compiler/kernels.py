@@ -1,10 +1,11 @@
-"""Hand-scheduled AVX512-VNNI u8 x s8 -> int32 kernels in TVM TE/TIR: dense and 2-D conv (groups=1).
+"""Hand-scheduled int8 (u8 x s8 -> int32) kernels in TVM TE/TIR: dense and 2-D conv (groups=1).
 
-Each kernel tensorizes its innermost 16 output lanes x 4 reduction bytes with the fixed
-`dot_16x4_vnni` intrinsic of `vnni.py` (vpdpbusd). Shapes that do not divide the tiles are padded
-with zeros inside the kernel (K to 4, N/channels to 16, rows/columns to the register tile), so the
-int32 results equal numpy's exactly. Weights are packed once with numpy (`pack_dense_weight`,
-`pack_conv_weight`); activations of the conv are NCHW4c (`pack_conv_data`), outputs NCHW16c.
+Each kernel tensorizes its innermost `isa.lanes` output lanes x `isa.group` reduction elements
+with an intrinsic of `vnni.py` (VNNI vpdpbusd, or AVX2 vpmaddwd on int16-widened operands). Shapes
+that do not divide the tiles are padded with zeros inside the kernel (K to the group, N/channels to
+the lanes, rows/columns to the register tile), so the int32 results equal numpy's exactly. Weights
+are packed once with numpy (`pack_dense_weight`, `pack_conv_weight`); activations and outputs keep
+the model's layout (row-major [M, K] / NCHW), the kernels pack and unpack them in their own stages.
 """
 
 from __future__ import annotations
@@ -13,57 +14,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onnx_hawq.compiler.vnni import INTRIN, vnni_target
+from onnx_hawq.compiler.vnni import VNNI, Isa, isa_target
 from onnx_hawq.errors import InputError
-
-DENSE_ROWS = 6       # rows of A per register tile
-CONV_COLS = 8        # output columns per register tile
 
 
 def _ceil(x: int, m: int) -> int:
     return -(-x // m) * m
 
 
-def _lanes(np16: int) -> int:
-    """16-lane blocks per register tile: the largest of 4, 2, 1 dividing `np16`."""
-    return next(b for b in (4, 2, 1) if np16 % b == 0)
+def _blocks(nblocks: int, most: int) -> int:
+    """Lane blocks per register tile: the largest power of two <= `most` dividing `nblocks`."""
+    return next(b for b in (4, 2, 1) if b <= most and nblocks % b == 0)
 
 
-def pack_dense_weight(w: np.ndarray) -> np.ndarray:
-    """int8 [N, K] -> zero-padded int8 [ceil(N/16), ceil(K/4), 16, 4] (B[n, k] at [n//16, k//4, n%16, k%4])."""
-    if w.ndim != 2 or w.dtype != np.int8:
-        raise InputError(f"dense weight must be int8 [N, K], got {w.dtype} {w.shape}")
-    n, k = w.shape
-    wp = np.zeros((_ceil(n, 16), _ceil(k, 4)), np.int8)
+def _check_weight(w: np.ndarray, ndim: int, what: str) -> None:
+    if w.ndim != ndim or w.dtype != np.int8:
+        raise InputError(f"{what} weight must be int8 with {ndim} dimensions, got {w.dtype} {w.shape}")
+
+
+def pack_dense_weight(w: np.ndarray, isa: Isa = VNNI) -> np.ndarray:
+    """int8 [N, K] -> zero-padded [N/L, K/G, L, G] of isa.w_dtype (B[n, k] at [n//L, k//G, n%L, k%G])."""
+    _check_weight(w, 2, "dense")
+    (n, k), L, G = w.shape, isa.lanes, isa.group
+    wp = np.zeros((_ceil(n, L), _ceil(k, G)), isa.w_dtype)
     wp[:n, :k] = w
-    return np.ascontiguousarray(wp.reshape(wp.shape[0] // 16, 16, wp.shape[1] // 4, 4).transpose(0, 2, 1, 3))
+    return np.ascontiguousarray(wp.reshape(wp.shape[0] // L, L, wp.shape[1] // G, G).transpose(0, 2, 1, 3))
 
 
-def pack_conv_weight(w: np.ndarray) -> np.ndarray:
-    """int8 OIHW -> zero-padded int8 [ceil(O/16), ceil(I/4), KH, KW, 16, 4] (OIHW16o4i)."""
-    if w.ndim != 4 or w.dtype != np.int8:
-        raise InputError(f"conv weight must be int8 OIHW, got {w.dtype} {w.shape}")
-    o, i, kh, kw = w.shape
-    wp = np.zeros((_ceil(o, 16), _ceil(i, 4), kh, kw), np.int8)
+def pack_conv_weight(w: np.ndarray, isa: Isa = VNNI) -> np.ndarray:
+    """int8 OIHW -> zero-padded [O/L, I/G, KH, KW, L, G] of isa.w_dtype (OIHW{L}o{G}i)."""
+    _check_weight(w, 4, "conv")
+    (o, i, kh, kw), L, G = w.shape, isa.lanes, isa.group
+    wp = np.zeros((_ceil(o, L), _ceil(i, G), kh, kw), isa.w_dtype)
     wp[:o, :i] = w
-    wp = wp.reshape(wp.shape[0] // 16, 16, wp.shape[1] // 4, 4, kh, kw)
+    wp = wp.reshape(wp.shape[0] // L, L, wp.shape[1] // G, G, kh, kw)
     return np.ascontiguousarray(wp.transpose(0, 2, 4, 5, 1, 3))
-
-
-def pack_conv_data(x: np.ndarray) -> np.ndarray:
-    """uint8 NCHW -> zero-padded uint8 NCHW4c [N, ceil(C/4), H, W, 4]."""
-    if x.ndim != 4 or x.dtype != np.uint8:
-        raise InputError(f"conv input must be uint8 NCHW, got {x.dtype} {x.shape}")
-    n, c, h, w = x.shape
-    xp = np.zeros((n, _ceil(c, 4), h, w), np.uint8)
-    xp[:, :c] = x
-    return np.ascontiguousarray(xp.reshape(n, -1, 4, h, w).transpose(0, 1, 3, 4, 2))
-
-
-def unpack_conv_output(y: np.ndarray, channels: int) -> np.ndarray:
-    """int32 NCHW16c [N, C/16, H, W, 16] -> NCHW with the first `channels` channels."""
-    n, cb, h, w, _ = y.shape
-    return np.ascontiguousarray(y.transpose(0, 1, 4, 2, 3).reshape(n, cb * 16, h, w)[:, :channels])
 
 
 @dataclass(frozen=True)
@@ -74,7 +59,7 @@ class Kernel:
     out_shape: tuple
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        """Run on numpy inputs (already packed); return the int32 output as numpy."""
+        """Run on numpy inputs (weights already packed); return the int32 output as numpy."""
         import tvm
 
         dev = tvm.cpu()
@@ -84,58 +69,65 @@ class Kernel:
         return out.numpy()
 
 
-def _compile(sch, num_threads: int):
+def compile_primfunc(func, isa: Isa, num_threads: int):
+    """The callable of one scheduled PrimFunc built for `isa` with `num_threads` threads."""
     import tvm
 
-    return tvm.compile(sch.mod, target=vnni_target(num_threads))["main"]
+    return tvm.compile(tvm.IRModule({"main": func}), target=isa_target(isa, num_threads))["main"]
 
 
-def dense_func(m: int, n: int, k: int):
-    """TE for C[M, N] = A[M, K] (u8) x B^T with B packed [N/16, K/4, 16, 4] (s8), int32; a PrimFunc."""
+def dense_func(m: int, n: int, k: int, isa: Isa = VNNI):
+    """TE for C[M, N] = A[M, K] (u8) x B^T with B packed by pack_dense_weight, int32; a PrimFunc."""
     import tvm
     from tvm import te
 
-    mp, np16, kp = _ceil(m, DENSE_ROWS), _ceil(n, 16) // 16, _ceil(k, 4)
+    L, G = isa.lanes, isa.group
+    mp, nb, kp = _ceil(m, isa.dense_rows), _ceil(n, L) // L, _ceil(k, G)
     a = te.placeholder((m, k), "uint8", name="A")
-    b = te.placeholder((np16, kp // 4, 16, 4), "int8", name="B")
-    zero = tvm.tirx.const(0, "uint8")
-    ap = te.compute((mp, kp), lambda i, j: tvm.tirx.if_then_else(tvm.tirx.all(i < m, j < k), a[i, j], zero),
-                    name="Apad")
+    b = te.placeholder((nb, kp // G, L, G), isa.w_dtype, name="B")
+    zero = tvm.tirx.const(0, isa.x_dtype)
+    ap = te.compute((mp, kp), lambda i, j: tvm.tirx.if_then_else(
+        tvm.tirx.all(i < m, j < k), a[i, j].astype(isa.x_dtype), zero), name="Apad")
     r = te.reduce_axis((0, kp), "k")
-    cp = te.compute((mp, np16 * 16), lambda i, j: te.sum(
-        ap[i, r].astype("int32") * b[j // 16, r // 4, j % 16, r % 4].astype("int32"), axis=r), name="Cpad")
+    cp = te.compute((mp, nb * L), lambda i, j: te.sum(
+        ap[i, r].astype("int32") * b[j // L, r // G, j % L, r % G].astype("int32"), axis=r), name="Cpad")
     c = te.compute((m, n), lambda i, j: cp[i, j], name="C")
     return te.create_prim_func([a, b, c])
 
 
-def schedule_dense(func, n: int):
-    """Register-tiled (6 rows x 16*L lanes), VNNI-tensorized, row/column-tile parallel schedule."""
+def schedule_dense(func, n: int, isa: Isa = VNNI):
+    """Register-tiled (rows x lanes*blocks), tensorized, row/column-tile parallel schedule."""
     import tvm
 
     sch = tvm.s_tir.Schedule(func)
     blk = sch.get_sblock("Cpad")
     i, j, r = sch.get_loops(blk)
-    io, ii = sch.split(i, [None, DENSE_ROWS])
-    jo, jb, ji = sch.split(j, [None, _lanes(_ceil(n, 16) // 16), 16])
-    ro, ri = sch.split(r, [None, 4])
+    io, ii = sch.split(i, [None, isa.dense_rows])
+    jo, jb, ji = sch.split(j, [None, _blocks(_ceil(n, isa.lanes) // isa.lanes, isa.max_blocks), isa.lanes])
+    ro, ri = sch.split(r, [None, isa.group])
     sch.reorder(io, jo, ro, ii, jb, ji, ri)
     tile = sch.fuse(io, jo)
     sch.parallel(tile)
     sch.reverse_compute_at(sch.get_sblock("C"), tile)
     sch.compute_at(sch.get_sblock("Apad"), tile)
     init = sch.decompose_reduction(blk, ro)
-    sch.tensorize(ji, INTRIN)
+    sch.tensorize(ji, isa.intrin)
     sch.unroll(ii)
     sch.unroll(jb)
     sch.vectorize(sch.get_loops(init)[-1])
     return sch
 
 
-def build_dense(m: int, n: int, k: int, num_threads: int = 1) -> Kernel:
-    """Kernel(A u8 [M, K], pack_dense_weight(W) s8) -> int32 [M, N] = A @ W.T, exact."""
+def dense_primfunc(m: int, n: int, k: int, isa: Isa = VNNI):
+    """The scheduled dense PrimFunc (A u8 [M, K], packed B) -> int32 [M, N]."""
     if min(m, n, k) < 1:
         raise InputError(f"dense shape must be positive, got M={m} N={n} K={k}")
-    return Kernel(_compile(schedule_dense(dense_func(m, n, k), n), num_threads), (m, n))
+    return schedule_dense(dense_func(m, n, k, isa), n, isa).mod["main"]
+
+
+def build_dense(m: int, n: int, k: int, num_threads: int = 1, isa: Isa = VNNI) -> Kernel:
+    """Kernel(A u8 [M, K], pack_dense_weight(W, isa)) -> int32 [M, N] = A @ W.T, exact."""
+    return Kernel(compile_primfunc(dense_primfunc(m, n, k, isa), isa, num_threads), (m, n))
 
 
 @dataclass(frozen=True)

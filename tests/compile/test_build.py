@@ -20,9 +20,28 @@ def test_targets_are_json_dicts(spec, kind, arch):
     assert target.kind.name == kind and str(target.attrs.get("arch", "")) == arch
 
 
-@pytest.mark.parametrize("spec", ["llvm:sm_90", "cuda:90", "rocm", ""])
+@pytest.mark.parametrize("spec,mcpu,isa", [("llvm:vnni", "icelake-server", "vnni"), ("llvm:avx2", "haswell", "avx2"),
+                                           ("llvm:plain", None, None)])
+def test_llvm_isa_targets(spec, mcpu, isa):
+    from onnx_hawq.compiler.build import cpu_isa
+    from onnx_hawq.compiler.vnni import host_has, ISAS
+
+    target = parse_target(spec)
+    if isa and host_has(ISAS[isa].flag):
+        mcpu = __import__("tvm").target.codegen.llvm_get_system_cpu()
+    assert target.attrs.get("mcpu") == mcpu and getattr(cpu_isa(target), "name", None) == isa
+
+
+def test_plain_llvm_picks_the_host_isa():
+    from onnx_hawq.compiler.build import cpu_isa
+    from onnx_hawq.compiler.vnni import host_isa
+
+    assert cpu_isa(parse_target("llvm")) == host_isa()
+
+
+@pytest.mark.parametrize("spec", ["llvm:sm_90", "cuda:90", "cuda:vnni", "rocm", ""])
 def test_bad_targets_are_input_errors(spec):
-    with pytest.raises(InputError, match="is not one of: llvm, cuda, cuda:sm_XX"):
+    with pytest.raises(InputError, match="is not one of: llvm, llvm:vnni, llvm:avx2, llvm:plain, cuda, cuda:sm_XX"):
         parse_target(spec)
 
 

@@ -142,3 +142,24 @@ def test_a_weight_that_is_not_constant_is_a_one_line_error():
     model = typed_model([node], [("x", U8, [1, 2, 3, 3]), ("w", I8, [2, 2, 1, 1])], [("y", U8, None)], inits)
     with pytest.raises(InputError, match="^QLinearConv: w must be a constant initializer for TVM$"):
         import_onnx(model)
+
+
+@pytest.mark.parametrize("x_zp", [0, 9])
+def test_matmulinteger_is_an_int8_matmul(x_zp):
+    r = rng(15 + x_zp)
+    node = helper.make_node("MatMulInteger", ["x", "w", "xz"], ["y"])
+    # |w| <= 64: onnxruntime's AVX2 u8 x s8 kernel saturates pairs of products above 2^15 (vpmaddubsw)
+    inits = {"w": r.integers(-64, 65, (20, 7)).astype(np.int8), "xz": np.uint8(x_zp)}
+    model = typed_model([node], [("x", U8, [2, 3, 20])], [("y", I32, None)], inits)
+    text = relax_text(model)
+    assert 'R.matmul(x, metadata["ir.GenericConst"][0], out_dtype="int32")' in text and "astype" not in text
+    assert_tvm_equals_ort(model, {"x": r.integers(0, 256, (2, 3, 20)).astype(np.uint8)})
+
+
+def test_matmulinteger_by_a_runtime_weight_keeps_tvm_converter():
+    r = rng(17)
+    node = helper.make_node("MatMulInteger", ["x", "w"], ["y"])
+    model = typed_model([node], [("x", U8, [3, 4]), ("w", I8, [4, 5])], [("y", I32, None)], {})
+    assert 'R.astype(w, dtype="int32")' in relax_text(model)
+    assert_tvm_equals_ort(model, {"x": r.integers(0, 256, (3, 4)).astype(np.uint8),
+                                  "w": r.integers(-64, 65, (4, 5)).astype(np.int8)})
