@@ -23,6 +23,7 @@ from benchmarks.models import resnet  # noqa: E402
 from benchmarks.quantize_speed import latency_ms, mixed_plan  # noqa: E402
 from onnx_hawq.arith.similarity import sample_cosines  # noqa: E402
 from onnx_hawq.calibration.ranges import CalibConfig  # noqa: E402
+from onnx_hawq.calibration.rounding import Rounding, RoundingConfig  # noqa: E402
 from onnx_hawq.plans import uniform_plan  # noqa: E402
 from onnx_hawq.quantization import quantize_to_format  # noqa: E402
 from onnx_hawq.transforms.to_qdq_form import to_qdq_form  # noqa: E402
@@ -66,13 +67,15 @@ def openvino_run(model: onnx.ModelProto, x: np.ndarray, runs: int) -> tuple[np.n
     return out, float(np.median(times[3:]) * 1000)
 
 
-def rows_for(name: str, model: onnx.ModelProto, calib: dict, x: np.ndarray, plans: dict, runs: int) -> list[dict]:
+def rows_for(name: str, model: onnx.ModelProto, calib: dict, x: np.ndarray, plans: dict, runs: int,
+             rounding: RoundingConfig = RoundingConfig()) -> list[dict]:
     ref = ort_outputs(model, x)[0]
     ov_fp32 = openvino_run(model, x, runs)
     rows = [{"model": name, "plan": "fp32", "form": "fp32", "ort_ms": round(latency_ms(model, {"input": x[:1]}, runs), 3),
              "ov_ms": ov_fp32 and round(ov_fp32[1], 3)}]
     for label, plan in plans.items():
-        qlinear, report = quantize_to_format(model, plan, calib, CalibConfig(max_samples=len(calib["input"])))
+        qlinear, report = quantize_to_format(model, plan, calib, CalibConfig(max_samples=len(calib["input"])),
+                                               rounding=rounding)
         lsb = {i.name: onnx.numpy_helper.to_array(i) for i in qlinear.graph.initializer}[f"{model.graph.output[0].name}_scale"]
         forms = {"qlinear": qlinear, "qdq": to_qdq_form(qlinear)}
         if any(r["w_bits"] <= 4 for r in report["layers"]):
@@ -106,7 +109,8 @@ def main(argv=None) -> None:
     r = np.random.default_rng(0)
     xs = r.random((args.samples, 3, 224, 224), np.float32)
     rows += rows_for("resnet18-shaped 224px", big, {"input": xs}, xs,
-                     {"W8A8": uniform_plan("w8a8"), "W4A8": uniform_plan("w4a8")}, args.runs)
+                     {"W8A8": uniform_plan("w8a8"), "W4A8": uniform_plan("w4a8")}, args.runs,
+                     RoundingConfig(Rounding.NEAREST))  # random weights: GPTQ buys nothing, costs minutes
     cols = list(dict.fromkeys(k for row in rows for k in row))
     print(" | ".join(cols))
     for row in rows:
