@@ -88,18 +88,23 @@ def main(argv=None) -> None:
     ap.add_argument("--calib-samples", type=int, default=8)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--no-minilm", action="store_true")
+    ap.add_argument("--only", help="rerun only the models whose name contains this; other rows of the JSON stay")
     args = ap.parse_args(argv)
     r = np.random.default_rng(0)
     digits = {"input": np.load(SAMPLE / "digits_calib.npz")["input"][:64]}
     rows = []
     for name, file in (("digits CNN", "digits_resnet.onnx"), ("digits transformer", "digits_transformer.onnx")):
+        if args.only and args.only not in name:
+            continue
         model = onnx.load(str(SAMPLE / file))
         mixed = ("HAWQ plan (midway size)", hawq_mixed_plan(SAMPLE / file, digits, model))
         rows += rows_for(name, model, digits, args.runs * 10, mixed)
-    big = resnet()
-    rows += rows_for("resnet18-shaped 224px", big, {"input": r.random((args.calib_samples, 3, 224, 224), np.float32)},
-                     args.runs, ("every other layer 4-bit", mixed_plan(big)))
-    if not args.no_minilm:
+    if not args.only or args.only in "resnet18-shaped 224px":
+        big = resnet()
+        rows += rows_for("resnet18-shaped 224px", big, {"input": r.random((args.calib_samples, 3, 224, 224),
+                                                                         np.float32)},
+                         args.runs, ("every other layer 4-bit", mixed_plan(big)))
+    if not args.no_minilm and (not args.only or args.only in "MiniLM-L6"):
         rows += minilm_rows(args)
     cols = list(rows[0])
     print(" | ".join(cols))
@@ -107,6 +112,11 @@ def main(argv=None) -> None:
         print(" | ".join(str(row[c]) for c in cols))
     out = HERE / "results" / "model_size.json"
     out.parent.mkdir(exist_ok=True)
+    if args.only and out.exists():  # keep the other models' rows, in their order
+        old = json.loads(out.read_text())["rows"]
+        order = list(dict.fromkeys([r["model"] for r in old] + [r["model"] for r in rows]))
+        redone = {row["model"] for row in rows}
+        rows = sorted([r for r in old if r["model"] not in redone] + rows, key=lambda r: order.index(r["model"]))
     out.write_text(json.dumps({"threads": 1, "rows": rows}, indent=2))
     print(f"wrote {out}")
 

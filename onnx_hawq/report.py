@@ -125,11 +125,15 @@ def _disk_bytes(model: onnx.ModelProto):
         return numpy_helper.to_array(init).nbytes
 
     dqs = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    # a float-output layer's accumulator -> the x_scale * w_scale factors its Cast -> Mul applies
+    factors = {casts[n.input[0]]: n.input[1] for n in model.graph.node
+               if n.op_type == "Mul" and n.input[0] in casts and node_meta(n).get("role") == "dequantize"}
 
     def node_bytes(node: onnx.NodeProto) -> int:
         if node.op_type not in SIGNATURES:  # a QDQ-form layer: the DequantizeLinear nodes of its constants
             return sum(size(t) for i in node.input if i in dqs and size(dqs[i].input[0]) for t in dqs[i].input)
-        return sum(size(t) for slot, t in slots_of(node).items() if slot in WEIGHT_SLOTS)
+        factor = size(factors[node.output[0]]) if node.output and node.output[0] in factors else 0
+        return factor + sum(size(t) for slot, t in slots_of(node).items() if slot in WEIGHT_SLOTS)
 
     return node_bytes
 
