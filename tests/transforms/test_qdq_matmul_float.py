@@ -4,7 +4,6 @@ onnxruntime fuses the pattern into com.microsoft MatMulIntegerToFloat, which rou
 Cast -> Mul: the outputs agree to float32 rounding, not bit for bit."""
 
 import numpy as np
-import onnx
 from onnx import helper
 
 from onnx_hawq.arith import schema
