@@ -176,7 +176,7 @@ def _finish(graph: Graph) -> None:
     schema.set_producer(model, f"onnx-hawq {__version__}")
 
 
-FORMATS = ("qlinear", "integer")
+FORMATS = ("qlinear", "integer", "qdq")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,6 +236,10 @@ def quantize_to_format(model: onnx.ModelProto, plan: Plan, data: dict[str, np.nd
         from onnx_hawq.transforms.pack_weights import pack_model
 
         out, _ = pack_model(out)
+    if fmt == "qdq":  # from the (packed) QLinear form: same scales, zero points and codes
+        from onnx_hawq.transforms.to_qdq_form import to_qdq_form
+
+        out = to_qdq_form(out)
     check_written(out)
     report = build_report(out)
     report.update(plan=plan.to_dict(), refused=result.refused, format=fmt, rounding=rounding.method.value,

@@ -109,7 +109,7 @@ WEIGHT_SLOTS = ("w", "w_scale", "w_zp", "bias")
 
 def _disk_bytes(model: onnx.ModelProto):
     """node -> bytes its weight-side initializers take in the file (INT4 packed two a byte),
-    following an unpacking Cast to its packed initializer."""
+    following an unpacking Cast to its packed initializer and a QDQ layer's DequantizeLinear inputs."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
@@ -124,10 +124,16 @@ def _disk_bytes(model: onnx.ModelProto):
             return (count + 1) // 2
         return numpy_helper.to_array(init).nbytes
 
+    dqs = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    # a float-output layer's accumulator -> the x_scale * w_scale factors its Cast -> Mul applies
+    factors = {casts[n.input[0]]: n.input[1] for n in model.graph.node
+               if n.op_type == "Mul" and n.input[0] in casts and node_meta(n).get("role") == "dequantize"}
+
     def node_bytes(node: onnx.NodeProto) -> int:
-        if node.op_type not in SIGNATURES:
-            return 0
-        return sum(size(t) for slot, t in slots_of(node).items() if slot in WEIGHT_SLOTS)
+        if node.op_type not in SIGNATURES:  # a QDQ-form layer: the DequantizeLinear nodes of its constants
+            return sum(size(t) for i in node.input if i in dqs and size(dqs[i].input[0]) for t in dqs[i].input)
+        factor = size(factors[node.output[0]]) if node.output and node.output[0] in factors else 0
+        return factor + sum(size(t) for slot, t in slots_of(node).items() if slot in WEIGHT_SLOTS)
 
     return node_bytes
 

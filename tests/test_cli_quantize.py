@@ -98,3 +98,20 @@ def test_integer_form_keeps_the_layer_table(tmp_path):
     report = build_report(load_model(out))
     assert [r["op"] for r in report["layers"]] == ["ConvInteger"] * 6 + ["MatMulInteger"]
     assert report["float_ops"] == [] and report["totals"]["size_bytes"] > 0
+
+
+def test_qdq_format_writes_plain_onnx_with_the_layer_table(tmp_path):
+    out = tmp_path / "q.onnx"
+    result = CliRunner().invoke(cli, ["quantize", MODEL, "--calib", CALIB, "-o", str(out), "--bits", "w4a8",
+                                      "--format", "qdq"])
+    assert result.exit_code == 0, result.output
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops and not any(n.domain for n in model.graph.node)
+    assert model.opset_import[0].version == 21  # INT4 weights
+    report = json.loads((tmp_path / "q.report.json").read_text())
+    assert report["format"] == "qdq" and [r["op"] for r in report["layers"]] == ["Conv"] * 6 + ["Gemm"]
+    assert report["totals"]["disk_bytes"] > 0
+    result = CliRunner().invoke(cli, ["inspect", str(out)])
+    assert result.exit_code == 0 and "layer1.0.conv1" in result.output

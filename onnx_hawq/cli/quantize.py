@@ -20,8 +20,10 @@ from onnx_hawq.cli.options import bits_options, model_argument, progress, verbos
 @click.option("--max-samples", type=click.IntRange(1), default=512, show_default=True,
               help="Calibration samples used at most.")
 @click.option("--report", type=click.Path(dir_okay=False), help="Report path [default: OUTPUT.report.json].")
-@click.option("--format", "fmt", type=click.Choice(["qlinear", "integer"]), default="qlinear", show_default=True,
-              help="qlinear: QLinearConv & co (fast in onnxruntime); integer: ConvInteger + integer requant.")
+@click.option("--format", "fmt", type=click.Choice(["qlinear", "integer", "qdq"]), default="qlinear",
+              show_default=True, help="qlinear: QLinearConv & co (fast in onnxruntime); integer: ConvInteger + "
+                                      "integer requant; qdq: QuantizeLinear/DequantizeLinear around float ops "
+                                      "(OpenVINO, ORT execution providers).")
 @weights_options("the plan's, else gptq")
 @click.option("--rounding-stages", type=click.IntRange(1), default=None,
               help="GPTQ rounds the layers in this many sequential stages, each on the inputs of the already "
