@@ -12,6 +12,10 @@ from onnx_hawq.layers import Layer
 from onnx_hawq.plans import LayerBits
 
 PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+# elementwise functions of one tensor: on quantized input, a lookup table of its codes (q_lut)
+LUT_OPS = {"Sigmoid", "HardSigmoid", "Tanh", "Erf", "Gelu", "Elu", "Selu", "Softplus", "Mish", "LeakyRelu",
+           "Clip", "Exp", "HardSwish", "Softsign", "Celu"}
+GATES = {"Sigmoid", "HardSigmoid"}  # Mul(x, gate(x)) fuses into one table of x (SiLU, HardSwish)
 
 
 class Kind(str, enum.Enum):
@@ -26,6 +30,7 @@ class Kind(str, enum.Enum):
     GAP = "gap"
     PASS = "pass"  # data movement on codes
     RELU = "relu"  # a standalone Relu
+    LUT = "lut"  # a unary function (or x * gate(x) with the Mul fused) as a table of the input's codes
 
 
 LAYER_KINDS = {"Conv": Kind.CONV, "Gemm": Kind.GEMM, "MatMul": Kind.MATMUL}
@@ -100,6 +105,17 @@ def _fusable_relu(node, consumers, outputs) -> onnx.NodeProto | None:
     return None
 
 
+def _fusable_gate(node, consumers, outputs) -> onnx.NodeProto | None:
+    """The Mul of x * gate(x) when the gate's only reader multiplies it by the gate's own input."""
+    users = consumers.get(node.output[0], [])
+    if node.op_type not in GATES or len(users) != 1 or node.output[0] in outputs:
+        return None
+    mul = users[0]
+    if mul.op_type == "Mul" and sorted(mul.input) == sorted([node.input[0], node.output[0]]):
+        return mul
+    return None
+
+
 def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: dict[str, LayerBits],
              default: LayerBits) -> Annotation:
     """Walk the graph in order and mark quantized nodes, fusions, roots and bits."""
@@ -121,6 +137,8 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
             float_ops.append(node.op_type)
             continue
         fused = _fusable_relu(node, consumers, outputs) if kind in (Kind.CONV, Kind.GEMM, Kind.MATMUL, Kind.ADD) else None
+        if kind == Kind.LUT:
+            fused = _fusable_gate(node, consumers, outputs)
         if fused is not None:
             fused_ids.add(id(fused))
         out = (fused or node).output[0]
@@ -145,6 +163,8 @@ def _classify(node, kind: Kind | None, quantized: set[str], produced: set[str]) 
             return Kind.PASS, [node.input[0]]
         if node.op_type == "Relu":
             return Kind.RELU, [node.input[0]]
+        if node.op_type in LUT_OPS:
+            return Kind.LUT, [node.input[0]]
     if kind in (Kind.ADD, Kind.CONCAT) and not any(i in produced for i in data):
         return None, data  # all inputs float: quantizing would only add error (transformer residuals)
     return kind, data
