@@ -1,5 +1,8 @@
-"""Rule: a unary function of a quantized tensor (Sigmoid, Tanh, Gelu, HardSwish, ...; or x * gate(x)
-with the Mul fused: SiLU, HardSwish) -> Cast(uint8 -> int32) -> Gather(table).
+"""Rule: an elementwise function of one quantized tensor -> Cast(uint8 -> int32) -> Gather(table).
+
+The function is an op (Sigmoid, Tanh, Gelu, HardSwish, Clip, ..., Add/Mul/Div by a scalar) and the
+chain of such ops annotation folded after it, with at most one x * chain(x) Mul: SiLU, HardSwish's
+Add(3)/Clip(0, 6)/Div(6)/Mul and GELU's Div(sqrt 2)/Erf/Add(1)/Mul/Mul(0.5) become one table.
 
 The table holds, for every input code c, quantize(f(dequantize(c))) with the input's and the output's
 calibrated params: exact in every backend (a gather of constants), 2^bits entries (16 for 4 bits)."""
@@ -14,10 +17,10 @@ import onnx
 from onnx import helper
 
 from onnx_hawq.arith.ort_math import dequantize_linear, quantize_linear
-from onnx_hawq.transforms.annotate import Kind, QNode
+from onnx_hawq.transforms.annotate import Kind, QNode, is_gate, scalar_operand
 from onnx_hawq.transforms.graph import Replacement
 from onnx_hawq.transforms.qcontext import QuantContext
-from onnx_hawq.transforms.qrule import node_record, qrule, removed
+from onnx_hawq.transforms.qrule import node_record, qrule
 
 Fn = Callable[[np.ndarray], np.ndarray]
 SELU_ALPHA, SELU_GAMMA = 1.67326319217681884765625, 1.05070102214813232421875
@@ -57,20 +60,46 @@ def _attrs(node: onnx.NodeProto) -> dict:
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in out.items()}
 
 
+ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Pow": np.power}
+
+
+def _step(ctx: QuantContext, node: onnx.NodeProto) -> Fn | str:
+    """One node of a table's chain as a float64 function of its data input, or why it has none."""
+    attrs, op = _attrs(node), node.op_type
+    scalar = scalar_operand(node, ctx.consts)
+    if scalar is not None:
+        c, first = float(ctx.consts[scalar].reshape(())), scalar == node.input[0]
+        return lambda v: ARITH[op](c, v) if first else ARITH[op](v, c)
+    if op == "Relu":
+        return lambda v: np.maximum(v, 0)
+    if op != "Clip":
+        return lambda v: FUNCTIONS[op](v, **attrs)
+    bounds = [attrs.get("min"), attrs.get("max")]  # opset < 11
+    for k, name in enumerate(node.input[1:3]):
+        if name and name not in ctx.consts:
+            return "Clip bounds are not constants"
+        bounds[k] = float(ctx.consts[name]) if name else bounds[k]
+    lo, hi = (-np.inf if bounds[0] is None else bounds[0]), (np.inf if bounds[1] is None else bounds[1])
+    return lambda v: np.clip(v, lo, hi)
+
+
 def function(ctx: QuantContext, qn: QNode) -> Fn | str:
-    """The float function the table stands for, or why there is none."""
-    node, attrs = qn.node, _attrs(qn.node)
-    if node.op_type == "Clip":
-        bounds = [attrs.get("min"), attrs.get("max")]  # opset < 11
-        for k, name in enumerate(node.input[1:3]):
-            if name and name not in ctx.consts:
-                return "Clip bounds are not constants"
-            bounds[k] = float(ctx.consts[name]) if name else bounds[k]
-        lo, hi = (-np.inf if bounds[0] is None else bounds[0]), (np.inf if bounds[1] is None else bounds[1])
-        f = lambda x: np.clip(x, lo, hi)
-    else:
-        f = lambda x: FUNCTIONS[node.op_type](x, **attrs)
-    return (lambda x: x * f(x)) if qn.fused is not None else f
+    """The float function of the input the table stands for (anchor and chain composed), or why none."""
+    x, cur, steps = qn.inputs[0], qn.inputs[0], []
+    for node in [qn.node, *qn.chain]:
+        step = (lambda v, x0: x0 * v) if is_gate(node, x, cur) else _step(ctx, node)
+        if isinstance(step, str):
+            return step
+        steps.append((step, is_gate(node, x, cur)))
+        cur = node.output[0]
+
+    def composed(v):
+        out = v
+        for step, gate in steps:
+            out = step(out, v) if gate else step(out)
+        return out
+
+    return composed
 
 
 def table(ctx: QuantContext, qn: QNode) -> np.ndarray:
@@ -101,7 +130,7 @@ def replace(ctx: QuantContext, qn: QNode) -> Replacement:
     gather = helper.make_node("Gather", [tab, codes], [ctx.qname(qn.out)], name=f"{name}_quant", axis=0)
     values = table(ctx, qn)
     row = node_record(ctx, gather, qn, a_bits_in=ctx.params[x].bits, exact=True, params=int(values.size))
-    return Replacement(remove=removed(qn), add=[cast, gather], constants={tab: values}, records=[row])
+    return Replacement(remove=[qn.node, *qn.chain], add=[cast, gather], constants={tab: values}, records=[row])
 
 
 rule = qrule("lut", (Kind.LUT,), check, replace)

@@ -13,7 +13,7 @@ pytest.importorskip("tvm")
 
 
 def _silu_tanh_model(r):
-    """Conv -> SiLU -> Conv -> Tanh -> HardSwish."""
+    """Conv -> SiLU -> Conv -> Tanh -> HardSwish (the last two: one table)."""
     inits = {"w1": r.normal(size=(4, 3, 3, 3)).astype(np.float32), "w2": r.normal(size=(4, 4, 1, 1)).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c"], name="c1", pads=[1, 1, 1, 1]),
              helper.make_node("Sigmoid", ["c"], ["s"]), helper.make_node("Mul", ["c", "s"], ["a"]),
@@ -28,9 +28,9 @@ def test_tables_compile_in_tvm_and_stay_in_the_integer_form():
     x = r.normal(size=(2, 3, 6, 6)).astype(np.float32)
     q = quantize_tiny(_silu_tanh_model(r), {"x": x})
     lut = ["Cast", "Gather"]
-    assert op_list(q) == ["QuantizeLinear", "QLinearConv", *lut, "QLinearConv", *lut, *lut, "DequantizeLinear"]
+    assert op_list(q) == ["QuantizeLinear", "QLinearConv", *lut, "QLinearConv", *lut, "DequantizeLinear"]
     assert_ort_equals_reference(q, {"x": x})
     assert_tvm_equals_ort(q, {"x": x})
     out = integer_equals_qlinear(q, {"x": x})
-    assert set(op_list(out)[1:-1]) <= INTEGER_OPS and op_list(out).count("Gather") >= 3
+    assert set(op_list(out)[1:-1]) <= INTEGER_OPS and op_list(out).count("Gather") >= 2
     assert_tvm_equals_ort(out, {"x": x})

@@ -87,6 +87,32 @@ def test_x_times_gate_of_x_fuses_into_one_table(gate, swap):
     assert np.abs(f - g).max() <= 0.1 * np.abs(f).max()
 
 
+SCALARS = {"three": np.array(3.0, np.float32), "six": np.array(6.0, np.float32), "zero": np.array(0.0, np.float32),
+           "one": np.array(1.0, np.float32), "half": np.array(0.5, np.float32),
+           "sqrt2": np.array(np.sqrt(2.0), np.float32)}
+DECOMPOSED = {
+    "hardswish-div-last": [("Add", ["c", "three"], "h1"), ("Clip", ["h1", "zero", "six"], "h2"),
+                           ("Mul", ["c", "h2"], "h3"), ("Div", ["h3", "six"], "f")],
+    "hardswish-gate-last": [("Add", ["three", "c"], "h1"), ("Clip", ["h1", "zero", "six"], "h2"),
+                            ("Div", ["h2", "six"], "h3"), ("Mul", ["h3", "c"], "f")],
+    "gelu-erf": [("Div", ["c", "sqrt2"], "e1"), ("Erf", ["e1"], "e2"), ("Add", ["e2", "one"], "e3"),
+                 ("Mul", ["c", "e3"], "e4"), ("Mul", ["e4", "half"], "f")],
+    "scalar-affine": [("Sub", ["one", "c"], "a1"), ("Mul", ["a1", "half"], "a2"), ("Pow", ["a2", "three"], "f")],
+}
+
+
+@pytest.mark.parametrize("form", DECOMPOSED)
+def test_exporter_decompositions_fuse_into_one_table(form):
+    r = rng(7)
+    nodes = [helper.make_node(op, ins, [out]) for op, ins, out in DECOMPOSED[form]]
+    model = _conv_op_conv(nodes, r, SCALARS)
+    q, x = _quantized(model, r)
+    assert op_list(q) == LUT_CHAIN
+    assert np.abs(_const(q, "f_table").astype(int) - _ort_table(q, nodes, SCALARS).astype(int)).max() <= 1
+    f, g = run_ort(model, {"x": x})[0], run_ort(q, {"x": x})[0]
+    assert np.abs(f - g).max() <= 0.1 * np.abs(f).max()
+
+
 def test_gate_read_elsewhere_is_not_fused():
     r = rng(4)
     nodes = [helper.make_node("Sigmoid", ["c"], ["g"]), helper.make_node("Mul", ["c", "g"], ["m"]),
@@ -121,3 +147,12 @@ def test_refusals():
     exp = qnode("Exp", Kind.LUT, ["x"])
     assert q_lut.check(context({"x": tq(scale=10.0), "y": tq()}), exp) == "Exp is not finite over the input's range"
     assert q_lut.check(context(params), exp) is None
+
+
+def test_table_after_a_float_output_matmul_stays_float():
+    """Its codes would reach no integer compute node: the MatMul keeps its float output."""
+    r = rng(8)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"), helper.make_node("Sigmoid", ["m"], ["y"])]
+    model = make_model(nodes, [("x", [None, 8])], [("y", None)], {"w": r.normal(size=(8, 4)).astype(np.float32)})
+    q = quantize_tiny(model, {"x": r.normal(size=(16, 8)).astype(np.float32)})
+    assert "MatMulInteger" in op_list(q) and "Gather" not in op_list(q) and op_list(q)[-1] == "Sigmoid"
