@@ -31,6 +31,7 @@ class Kind(str, enum.Enum):
     PASS = "pass"  # data movement on codes
     RELU = "relu"  # a standalone Relu
     LUT = "lut"  # a unary function (or x * gate(x) with the Mul fused) as a table of the input's codes
+    MUL = "mul"  # product of two quantized tensors (squeeze-excite gates) as a table of code pairs
 
 
 LAYER_KINDS = {"Conv": Kind.CONV, "Gemm": Kind.GEMM, "MatMul": Kind.MATMUL}
@@ -78,6 +79,8 @@ def _kind(node, layer_by_node, consts, shapes) -> Kind | None:
         return LAYER_KINDS[node.op_type]
     if node.op_type == "Add" and len(node.input) == 2 and not any(i in consts for i in node.input):
         return Kind.ADD  # kept only when an input comes quantized (see annotate)
+    if node.op_type == "Mul" and len(node.input) == 2 and not any(i in consts for i in node.input):
+        return Kind.MUL  # like add: kept only when an input comes quantized
     if node.op_type == "Concat" and len(node.input) >= 2 and not any(i in consts for i in node.input):
         return Kind.CONCAT  # like add: kept only when an input comes quantized
     if node.op_type == "GlobalAveragePool" or _is_global_mean(node, consts, shapes):
@@ -196,7 +199,7 @@ def _classify(node, kind: Kind | None, quantized: set[str], produced: set[str],
             return Kind.PASS, [node.input[0]]
         if node.op_type == "Relu":
             return Kind.RELU, [node.input[0]]
-    if kind in (Kind.ADD, Kind.CONCAT) and not any(i in produced for i in data):
+    if kind in (Kind.ADD, Kind.MUL, Kind.CONCAT) and not any(i in produced for i in data):
         return None, data  # all inputs float: quantizing would only add error (transformer residuals)
     return kind, data
 

@@ -102,23 +102,31 @@ def function(ctx: QuantContext, qn: QNode) -> Fn | str:
     return composed
 
 
+def code_values(ctx: QuantContext, tensor: str) -> np.ndarray:
+    """The float64 value of every code of a quantized tensor (as DequantizeLinear computes it)."""
+    x = ctx.params[tensor]
+    return dequantize_linear(np.arange(x.qmax + 1), x.scale, x.zero_point).astype(np.float64)
+
+
+def output_codes(ctx: QuantContext, tensor: str, values: np.ndarray) -> np.ndarray:
+    """uint8 codes of float `values` under the tensor's params (clamped to its bits)."""
+    y = ctx.params[tensor]
+    return np.minimum(quantize_linear(values, y.scale, y.zero_point), y.qmax).astype(np.uint8)
+
+
 def table(ctx: QuantContext, qn: QNode) -> np.ndarray:
     """uint8 output code for every input code."""
-    x, y = ctx.params[qn.inputs[0]], ctx.params[qn.out]
-    real = dequantize_linear(np.arange(x.qmax + 1), x.scale, x.zero_point).astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        values = function(ctx, qn)(real)
-    return np.minimum(quantize_linear(values, y.scale, y.zero_point), y.qmax).astype(np.uint8)
+        values = function(ctx, qn)(code_values(ctx, qn.inputs[0]))
+    return output_codes(ctx, qn.out, values)
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
     f = function(ctx, qn)
     if isinstance(f, str):
         return f
-    x = ctx.params[qn.inputs[0]]
-    real = dequantize_linear(np.arange(x.qmax + 1), x.scale, x.zero_point).astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
-        if not np.isfinite(f(real)).all():
+        if not np.isfinite(f(code_values(ctx, qn.inputs[0]))).all():
             return f"{qn.node.op_type} is not finite over the input's range"
     return None
 

@@ -34,3 +34,17 @@ def test_tables_compile_in_tvm_and_stay_in_the_integer_form():
     out = integer_equals_qlinear(q, {"x": x})
     assert set(op_list(out)[1:-1]) <= INTEGER_OPS and op_list(out).count("Gather") >= 2
     assert_tvm_equals_ort(out, {"x": x})
+
+
+@pytest.mark.slow
+def test_squeeze_excite_pair_table_compiles_in_tvm():
+    from tests.transforms.test_q_mul import se_block
+
+    r = rng(12)
+    x = r.normal(size=(2, 3, 6, 6)).astype(np.float32)
+    model = se_block(r)
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
+    q = quantize_tiny(model, {"x": x})
+    assert "QLinearGlobalAveragePool" in op_list(q) and op_list(q).count("Gather") == 2
+    assert_tvm_equals_ort(q, {"x": x})
+    assert_tvm_equals_ort(integer_equals_qlinear(q, {"x": x}), {"x": x})

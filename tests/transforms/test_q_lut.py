@@ -118,9 +118,8 @@ def test_gate_read_elsewhere_is_not_fused():
     nodes = [helper.make_node("Sigmoid", ["c"], ["g"]), helper.make_node("Mul", ["c", "g"], ["m"]),
              helper.make_node("Add", ["m", "g"], ["f"])]
     q, _ = _quantized(_conv_op_conv(nodes, r), r)
-    assert op_list(q) == ["QuantizeLinear", "QLinearConv", "Cast", "Gather", "DequantizeLinear",
-                          "DequantizeLinear", "Mul", "QuantizeLinear", "QLinearAdd", "QLinearConv",
-                          "DequantizeLinear"]
+    assert op_list(q) == ["QuantizeLinear", "QLinearConv", "Cast", "Gather", "Cast", "Cast", "Mul", "Add",
+                          "Gather", "QLinearAdd", "QLinearConv", "DequantizeLinear"]
 
 
 def test_four_bit_input_gets_a_16_entry_table():
