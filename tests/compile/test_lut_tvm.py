@@ -5,7 +5,7 @@ import pytest
 from onnx import helper
 
 from tests.compile.qgraphs import assert_tvm_equals_ort
-from tests.helpers import make_model, op_list, rng
+from tests.helpers import SAMPLE, make_model, op_list, rng
 from tests.qhelpers import assert_ort_equals_reference, quantize_tiny
 from tests.transforms.test_to_integer_form import INTEGER_OPS, integer_equals_qlinear
 
@@ -48,3 +48,13 @@ def test_squeeze_excite_pair_table_compiles_in_tvm():
     assert "QLinearGlobalAveragePool" in op_list(q) and op_list(q).count("Gather") == 2
     assert_tvm_equals_ort(q, {"x": x})
     assert_tvm_equals_ort(integer_equals_qlinear(q, {"x": x}), {"x": x})
+
+
+@pytest.mark.slow
+def test_mobilenet_sample_compiles_in_tvm_bit_for_bit():
+    from tests.transforms.test_q_mobilenet_sample import quantize_sample
+
+    q = quantize_sample()[1].model
+    feeds = {"input": np.load(SAMPLE / "digits_test.npz")["input"][:16]}
+    assert_tvm_equals_ort(q, feeds)
+    assert_tvm_equals_ort(integer_equals_qlinear(q, feeds), feeds)
