@@ -29,7 +29,8 @@ from onnx_hawq.ort import check_written
 from onnx_hawq.plans import Plan, uniform_plan
 from onnx_hawq.report import build_report
 from onnx_hawq.topology import sort_graph
-from onnx_hawq.transforms import q_add, q_concat, q_conv, q_gap, q_gemm, q_matmul, q_matmul_float, q_passthrough
+from onnx_hawq.transforms import (q_add, q_concat, q_conv, q_gap, q_gemm, q_lut, q_matmul, q_matmul_float, q_mul,
+                                  q_passthrough)
 from onnx_hawq.transforms.align import align
 from onnx_hawq.transforms.annotate import Annotation, Kind, annotate
 from onnx_hawq.transforms.graph import Graph, apply_rules
@@ -40,7 +41,7 @@ from onnx_hawq.version import __version__
 
 log = logging.getLogger("onnx_hawq")
 
-RULES = (q_conv, q_gemm, q_matmul, q_matmul_float, q_add, q_concat, q_gap, q_passthrough)
+RULES = (q_conv, q_gemm, q_matmul, q_matmul_float, q_add, q_concat, q_gap, q_passthrough, q_lut, q_mul)
 IR_VERSION = 10  # node metadata_props
 
 

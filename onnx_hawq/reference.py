@@ -110,6 +110,7 @@ KERNELS = {
     ("", "Clip"): lambda x, lo, hi, **a: np.clip(x, lo, hi),
     ("", "Max"): lambda *xs, **a: np.maximum.reduce(np.broadcast_arrays(*xs)),
     ("", "Flatten"): lambda x, axis=1: x.reshape(int(np.prod(x.shape[:axis])), -1),
+    ("", "Gather"): lambda data, idx, axis=0: np.take(data, idx, axis=axis),  # lookup tables (q_lut)
 }
 
 

@@ -12,6 +12,10 @@ from onnx_hawq.layers import Layer
 from onnx_hawq.plans import LayerBits
 
 PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+# elementwise functions of one tensor: on quantized input, a lookup table of its codes (q_lut)
+LUT_OPS = {"Sigmoid", "HardSigmoid", "Tanh", "Erf", "Gelu", "Elu", "Selu", "Softplus", "Mish", "LeakyRelu",
+           "Clip", "Exp", "HardSwish", "Softsign", "Celu"}
+SCALAR_ARITH = {"Add", "Sub", "Mul", "Div", "Pow"}  # by a constant scalar: tables too, and fused into chains
 
 
 class Kind(str, enum.Enum):
@@ -26,6 +30,8 @@ class Kind(str, enum.Enum):
     GAP = "gap"
     PASS = "pass"  # data movement on codes
     RELU = "relu"  # a standalone Relu
+    LUT = "lut"  # a unary function (or x * gate(x) with the Mul fused) as a table of the input's codes
+    MUL = "mul"  # product of two quantized tensors (squeeze-excite gates) as a table of code pairs
 
 
 LAYER_KINDS = {"Conv": Kind.CONV, "Gemm": Kind.GEMM, "MatMul": Kind.MATMUL}
@@ -41,6 +47,7 @@ class QNode:
     inputs: list[str]  # float tensors it reads in quantized form
     fused: onnx.NodeProto | None = None
     layer: Layer | None = None
+    chain: list[onnx.NodeProto] = dataclasses.field(default_factory=list)  # LUT: later nodes in its table
 
     def quantized_out(self) -> list[str]:
         """The output tensor if this node writes it quantized (not for float-output layers)."""
@@ -72,6 +79,8 @@ def _kind(node, layer_by_node, consts, shapes) -> Kind | None:
         return LAYER_KINDS[node.op_type]
     if node.op_type == "Add" and len(node.input) == 2 and not any(i in consts for i in node.input):
         return Kind.ADD  # kept only when an input comes quantized (see annotate)
+    if node.op_type == "Mul" and len(node.input) == 2 and not any(i in consts for i in node.input):
+        return Kind.MUL  # like add: kept only when an input comes quantized
     if node.op_type == "Concat" and len(node.input) >= 2 and not any(i in consts for i in node.input):
         return Kind.CONCAT  # like add: kept only when an input comes quantized
     if node.op_type == "GlobalAveragePool" or _is_global_mean(node, consts, shapes):
@@ -100,6 +109,46 @@ def _fusable_relu(node, consumers, outputs) -> onnx.NodeProto | None:
     return None
 
 
+def scalar_operand(node: onnx.NodeProto, consts: dict) -> str | None:
+    """The constant scalar input of a two-input Add/Sub/Mul/Div/Pow whose other input is data, else None."""
+    if node.op_type not in SCALAR_ARITH or len(node.input) != 2:
+        return None
+    const = [i for i in node.input if i in consts and consts[i].size == 1]
+    if len(const) != 1 or all(i in consts for i in node.input) or (node.op_type == "Pow" and const[0] != node.input[1]):
+        return None
+    return const[0]
+
+
+def unary_input(node: onnx.NodeProto, consts: dict) -> str | None:
+    """The one data input of an elementwise function of one tensor (its other inputs constant), else None."""
+    scalar = scalar_operand(node, consts)
+    if scalar is not None:
+        return next(i for i in node.input if i != scalar)
+    if node.op_type in LUT_OPS | {"Relu"} and node.input and all(not i or i in consts for i in node.input[1:]):
+        return node.input[0]
+    return None
+
+
+def is_gate(node: onnx.NodeProto, x: str, cur: str) -> bool:
+    """Whether `node` is Mul(x, cur): the x * f(x) that closes a SiLU/HardSwish/GELU table."""
+    return node.op_type == "Mul" and x != cur and sorted(node.input) == sorted([x, cur])
+
+
+def _lut_chain(node, x, consumers, outputs, consts) -> list[onnx.NodeProto]:
+    """Nodes after `node` (a table of `x`) that fold into its table: single-reader elementwise
+    functions, and at most one gate Mul(x, chain(x)) (SiLU, HardSwish, GELU as exporters write them)."""
+    chain, cur, gated = [], node.output[0], False
+    while cur not in outputs and len(consumers.get(cur, [])) == 1:
+        nxt = consumers[cur][0]
+        gate = not gated and is_gate(nxt, x, cur)
+        if not gate and unary_input(nxt, consts) != cur:
+            break
+        gated |= gate
+        chain.append(nxt)
+        cur = nxt.output[0]
+    return chain
+
+
 def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: dict[str, LayerBits],
              default: LayerBits) -> Annotation:
     """Walk the graph in order and mark quantized nodes, fusions, roots and bits."""
@@ -116,15 +165,15 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
     for node in g.node:
         if id(node) in fused_ids:
             continue
-        kind, data = _classify(node, _kind(node, layer_by_node, consts, shapes), quantized, produced)
+        kind, data = _classify(node, _kind(node, layer_by_node, consts, shapes), quantized, produced, consts)
         if kind is None:
             float_ops.append(node.op_type)
             continue
         fused = _fusable_relu(node, consumers, outputs) if kind in (Kind.CONV, Kind.GEMM, Kind.MATMUL, Kind.ADD) else None
-        if fused is not None:
-            fused_ids.add(id(fused))
-        out = (fused or node).output[0]
-        qn = QNode(node, kind, out, data, fused, layer_by_node.get(node.name))
+        chain = _lut_chain(node, data[0], consumers, outputs, consts) if kind == Kind.LUT else []
+        fused_ids.update(id(n) for n in [fused, *chain] if n is not None)
+        out = (chain[-1] if chain else fused or node).output[0]
+        qn = QNode(node, kind, out, data, fused, layer_by_node.get(node.name), chain)
         qnodes.append(qn)
         # a Concat's float inputs stay out: it may still be dropped, and they should not pull
         # pass-through readers into the integer domain
@@ -133,19 +182,24 @@ def annotate(model: onnx.ModelProto, layers: list[Layer], shapes: dict, bits: di
         if kind in (Kind.PASS, Kind.RELU):
             inherit[out] = data[0]
     qnodes = _drop_float_fed_concats(qnodes, produced, float_ops)
+    qnodes = _drop_tables_after_float_outputs(qnodes, produced, float_ops)
     _mark_float_outputs(qnodes)
     return _finish(qnodes, bits, default, inherit, float_ops)
 
 
-def _classify(node, kind: Kind | None, quantized: set[str], produced: set[str]) -> tuple[Kind | None, list[str]]:
+def _classify(node, kind: Kind | None, quantized: set[str], produced: set[str],
+              consts: dict) -> tuple[Kind | None, list[str]]:
     """(kind, quantized data inputs) of `node` given what is quantized so far; kind None: float."""
     data = [i for i in node.input[:_data_inputs(kind)] if i]
+    x = unary_input(node, consts) if kind is None and node.op_type != "Relu" else None
+    if x is not None and x in quantized:
+        return Kind.LUT, [x]
     if kind is None and node.input and node.input[0] in quantized:
         if node.op_type in PASS_THROUGH:
             return Kind.PASS, [node.input[0]]
         if node.op_type == "Relu":
             return Kind.RELU, [node.input[0]]
-    if kind in (Kind.ADD, Kind.CONCAT) and not any(i in produced for i in data):
+    if kind in (Kind.ADD, Kind.MUL, Kind.CONCAT) and not any(i in produced for i in data):
         return None, data  # all inputs float: quantizing would only add error (transformer residuals)
     return kind, data
 
@@ -186,25 +240,50 @@ def _concat_groups(qnodes: list[QNode], inherit: dict[str, str]) -> list[list[st
     return [sorted(g) for g in groups]
 
 
+def _useful(qnodes: list[QNode]) -> dict[int, bool]:
+    """Whether each node's codes reach an integer node that is neither a Concat nor a table."""
+    readers: dict[str, list[QNode]] = {}
+    for q in qnodes:
+        for t in q.inputs:
+            readers.setdefault(t, []).append(q)
+    useful: dict[int, bool] = {}
+    for q in reversed(qnodes):  # readers come later in graph order
+        useful[id(q)] = any(r.kind not in (Kind.CONCAT, Kind.LUT) or useful[id(r)] for r in readers.get(q.out, []))
+    return useful
+
+
+def _drop(qnodes: list[QNode], drop: set[int], produced: set[str], float_ops: list[str]) -> list[QNode]:
+    float_ops += [n.op_type for q in qnodes if id(q) in drop for n in [q.node, *q.chain]]
+    produced -= {q.out for q in qnodes if id(q) in drop}
+    return [q for q in qnodes if id(q) not in drop]
+
+
 def _drop_float_fed_concats(qnodes: list[QNode], produced: set[str], float_ops: list[str]) -> list[QNode]:
     """A Concat that reads a float input and whose codes reach no integer compute node (only float
-    ops, or other such Concats) stays float: quantizing it would add a QuantizeLinear and its
-    rounding only to dequantize again (DenseNet: Concat -> BatchNorm and the next Concat)."""
+    ops, tables, or other such Concats) stays float: quantizing it would add a QuantizeLinear and its
+    rounding only to dequantize again (DenseNet: Concat -> BatchNorm and the next Concat). Tables
+    that read it stay float with it."""
     while True:
-        readers: dict[str, list[QNode]] = {}
-        for q in qnodes:
-            for t in q.inputs:
-                readers.setdefault(t, []).append(q)
-        useful: dict[int, bool] = {}
-        for q in reversed(qnodes):  # readers come later in graph order
-            useful[id(q)] = any(r.kind != Kind.CONCAT or useful[id(r)] for r in readers.get(q.out, []))
+        useful = _useful(qnodes)
         drop = {id(q) for q in qnodes if q.kind == Kind.CONCAT and not useful[id(q)]
                 and not all(t in produced for t in q.inputs)}
+        dropped = {q.out for q in qnodes if id(q) in drop}
+        drop |= {id(q) for q in qnodes if q.kind == Kind.LUT and q.inputs[0] in dropped}
         if not drop:
             return qnodes
-        float_ops += ["Concat"] * len(drop)
-        produced -= {q.out for q in qnodes if id(q) in drop}
-        qnodes = [q for q in qnodes if id(q) not in drop]
+        qnodes = _drop(qnodes, drop, produced, float_ops)
+
+
+def _drop_tables_after_float_outputs(qnodes: list[QNode], produced: set[str], float_ops: list[str]) -> list[QNode]:
+    """A table of a MatMul layer's output whose codes reach no integer compute node stays float, so
+    the layer keeps its float output (see `_mark_float_outputs`)."""
+    while True:
+        useful, by_out = _useful(qnodes), {q.out: q for q in qnodes}
+        drop = {id(q) for q in qnodes if q.kind == Kind.LUT and not useful[id(q)]
+                and getattr(by_out.get(q.inputs[0]), "kind", None) == Kind.MATMUL and by_out[q.inputs[0]].fused is None}
+        if not drop:
+            return qnodes
+        qnodes = _drop(qnodes, drop, produced, float_ops)
 
 
 def _mark_float_outputs(qnodes: list[QNode]) -> None:

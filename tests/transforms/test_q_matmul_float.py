@@ -103,7 +103,7 @@ def test_layers_sharing_a_weight_get_their_own_integer_constants(relu):
              helper.make_node("MatMul", ["z", "W"], ["m2"] if relu else [out], name="p2"), *act("m2", out)]
     outputs = [(out, None)] if relu else [(mid, None), (out, None)]
     model = make_model(nodes, [("x", [None, 8])], outputs,
-                       {"W": r.normal(size=(8, 8)).astype(np.float32), "ten": np.float32(10.0)})
+                       {"W": r.normal(size=(8, 8)).astype(np.float32), "ten": np.full(8, 10.0, np.float32)})
     feeds = {"x": r.normal(size=(32, 8)).astype(np.float32)}
     q = quantize_tiny(model, feeds)
     assert op_list(q).count("QLinearMatMul" if relu else "MatMulInteger") == 2
