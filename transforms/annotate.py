@@ -120,7 +120,10 @@ def scalar_operand(node: onnx.NodeProto, consts: dict) -> str | None:
 
 
 def unary_input(node: onnx.NodeProto, consts: dict) -> str | None:
-    """The one data input of an elementwise function of one tensor (its other inputs constant), else None."""
+    """The one data input of an elementwise function of one tensor (its other inputs constant), else None.
+    Only standard-domain ops (and com.microsoft's Gelu, the same function): a custom op's name says nothing."""
+    if node.domain not in ("", "ai.onnx") and (node.domain, node.op_type) != ("com.microsoft", "Gelu"):
+        return None
     scalar = scalar_operand(node, consts)
     if scalar is not None:
         return next(i for i in node.input if i != scalar)

@@ -155,3 +155,11 @@ def test_table_after_a_float_output_matmul_stays_float():
     model = make_model(nodes, [("x", [None, 8])], [("y", None)], {"w": r.normal(size=(8, 4)).astype(np.float32)})
     q = quantize_tiny(model, {"x": r.normal(size=(16, 8)).astype(np.float32)})
     assert "MatMulInteger" in op_list(q) and "Gather" not in op_list(q) and op_list(q)[-1] == "Sigmoid"
+
+
+def test_an_op_of_a_custom_domain_named_like_a_table_op_stays_float():
+    from onnx_hawq.transforms.annotate import unary_input
+
+    assert unary_input(helper.make_node("Sigmoid", ["x"], ["y"], domain="my.ops"), {}) is None
+    assert unary_input(helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft"), {}) == "x"
+    assert unary_input(helper.make_node("Sigmoid", ["x"], ["y"]), {}) == "x"
