@@ -192,12 +192,16 @@ def main(argv=None) -> None:
     ap.add_argument("--random", type=int, default=3)
     ap.add_argument("--no-hawq", action="store_true", help="uniform and ORT rows only")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--merge", action="append", default=[], help="add the rows of another accuracy_real JSON")
     ap.add_argument("--out", default=str(RESULTS / "accuracy_real"))
     args = ap.parse_args(argv)
     if args.quick:
         args.calib, args.sens_iter, args.sens_seconds, args.random = 32, 10, 30.0, 1
     rows, timing = [], {}
-    for name in args.models.split(","):
+    for path in args.merge:  # rows measured by another run (e.g. one model run in parallel)
+        other = json.loads(pathlib.Path(path).read_text())
+        rows, timing = rows + other["rows"], {**timing, **other["seconds"]}
+    for name in filter(None, args.models.split(",")):
         t = time.perf_counter()
         with tempfile.TemporaryDirectory() as d:
             try:
@@ -209,13 +213,34 @@ def main(argv=None) -> None:
             rows += run_task(task, args)
         timing[name] = round(time.perf_counter() - t, 1)
         write(rows, timing, args)  # after each model: a long run keeps what it measured
+    if args.merge:
+        write(rows, timing, args)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per model and row (metric, SQNR, weight bytes, quantize seconds)."""
+    lines = ["| model | row | task metric | SQNR dB | weight bytes | quantize s |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['name']} | failed: {r['error'][:80]} | | | |")
+            continue
+        note = " (perturbation Ω)" if r.get("sensitivity") == "perturbation" else ""
+        lines.append(f"| {r['model']} | {r['name']}{note} | {r['metric']:.2f} | {r['sqnr_db']} | {r['weight_bytes']} "
+                     f"| {r['quantize_s'] if r['quantize_s'] is not None else ''} |")
+    return "\n".join(lines)
 
 
 def write(rows, timing, args) -> None:
+    """JSON + PNG at --out; rows of models not run now are kept from the file already there."""
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.with_suffix(".json").exists():
+        old = json.loads(out.with_suffix(".json").read_text())
+        rows = [r for r in old["rows"] if r["model"] not in timing] + rows
+        timing = {**{k: v for k, v in old["seconds"].items() if k not in timing}, **timing}
     out.with_suffix(".json").write_text(json.dumps({"args": vars(args), "seconds": timing, "rows": rows}, indent=1))
     plot(rows, out.with_suffix(".png"))
+    print(table(rows))
     print(f"wrote {out}.json/.png; seconds per model: {timing}", flush=True)
 
 

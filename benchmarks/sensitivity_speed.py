@@ -181,7 +181,7 @@ def benchmark(name: str, model, data, loss, weights, scales, args) -> dict:
             "comparison": comparison}
 
 
-ONNX_VARIANTS = (("shared", 8, 1), ("layer", 8, 1), ("shared", 4, 1), ("shared", 16, 1), ("shared", 8, 2))
+ONNX_VARIANTS = (("shared", 8, 1), ("shared", 2, 1), ("shared", 8, 2))  # (blocks, batch, nproc)
 
 
 def onnx_run(path, calib: Path, blocks: str, batch: int, nproc: int, args) -> dict:
