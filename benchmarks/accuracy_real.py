@@ -29,6 +29,7 @@ from onnx_hawq.layers import find_layers  # noqa: E402
 from onnx_hawq.plans import Plan, uniform_plan  # noqa: E402
 from onnx_hawq.transforms.prepare import prepare_model  # noqa: E402
 
+WEIGHT_RANGE = [None]  # --weight-range (None: the library's default for this host's CPU)
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 ALPHAS = (0.25, 0.5, 0.75)
 UNIFORM = (("W8A8 nearest", "8", "nearest"), ("W8A8 optimized", "8", "gptq"),
@@ -66,7 +67,8 @@ def ours(task, work, name, ref, layers, plan: Plan | None = None, bits=None, rou
         (work / "plan_in.json").write_text(plan.to_json())
     t = time.perf_counter()
     try:
-        onnx_hawq.quantize(str(task.model_path), str(work / "calib.npz"), str(out), rounding=rounding, **kw)
+        onnx_hawq.quantize(str(task.model_path), str(work / "calib.npz"), str(out), rounding=rounding,
+                           weight_range=WEIGHT_RANGE[0], **kw)
     except HawqError as e:
         print(f"  {task.name:7s} {name:28s} FAILED: {e}", flush=True)
         return {"model": task.name, "name": name, "error": str(e)[:300]}
@@ -126,7 +128,7 @@ def hawq_rows(task, work, ref, layers, args, rng) -> list[dict]:
     for alpha in ALPHAS:
         t = time.perf_counter()
         outcome = onnx_hawq.plan(str(task.model_path), sens, str(work / "plan.json"), max_size=f"{alpha:.0%}",
-                                 calib=str(work / "calib.npz"), rounding="gptq")
+                                 calib=str(work / "calib.npz"), rounding="gptq", weight_range=WEIGHT_RANGE[0])
         plan_s = time.perf_counter() - t
         budget = plan_cost(layers, outcome.plan)[0]
         r = ours(task, work, f"HAWQ a={alpha}", ref, layers, outcome.plan,
@@ -150,6 +152,8 @@ def run_task(task: Task, args) -> list[dict]:
         ref = run_model(task.model_path, task.evaluation)
         rows = [row(task, "fp32", task.model_path, ref, 4 * sum(l.params for l in layers), None)]
         for name, bits, rounding in UNIFORM:
+            if args.nearest_only and rounding != "nearest":
+                continue
             rows.append(ours(task, work, name, ref, layers, bits=bits, rounding=rounding))
         if not args.no_hawq:
             rows += hawq_rows(task, work, ref, layers, args, np.random.default_rng(args.seed))
@@ -191,10 +195,14 @@ def main(argv=None) -> None:
     ap.add_argument("--sens-seconds", type=float, default=120.0)
     ap.add_argument("--random", type=int, default=3)
     ap.add_argument("--no-hawq", action="store_true", help="uniform and ORT rows only")
+    ap.add_argument("--nearest-only", action="store_true", help="skip the GPTQ-rounded uniform rows (slow on 2 cores)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weight-range", choices=("full", "avx2"), default=None,
+                    help="8-bit weight range (default: the library's choice for this CPU)")
     ap.add_argument("--merge", action="append", default=[], help="add the rows of another accuracy_real JSON")
     ap.add_argument("--out", default=str(RESULTS / "accuracy_real"))
     args = ap.parse_args(argv)
+    WEIGHT_RANGE[0] = args.weight_range
     if args.quick:
         args.calib, args.sens_iter, args.sens_seconds, args.random = 32, 10, 30.0, 1
     rows, timing = [], {}
