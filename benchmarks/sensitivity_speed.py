@@ -10,8 +10,14 @@ weights and inputs, 3 stages x 3 basic blocks, 16/32/64 channels):
    for all layers) and through a per-layer loop (one double backward per vector *per layer*),
    timed in the same process: the speedup ratio, and each estimator's worst relative stderr.
 
-Prints a table and writes JSON to benchmarks/results/sensitivity_speed.json.
-Run: ``python benchmarks/sensitivity_speed.py [--tol 0.05] [--vectors 16] [--budget 60] [--threads 1]``.
+3. for real ONNX models (`--onnx rec,cls,det`: PP-OCRv5 from benchmarks/real_models.py, rendered text),
+   the ONNX route as `onnx-hawq sensitivity` runs it, to --tol on every layer within --budget seconds:
+   shared vs per-layer blocks, batch sizes (HVP cost), single process vs `nproc=2`.
+
+Prints a table and writes JSON to benchmarks/results/sensitivity_speed.json (the entries of the models
+run replace those of an earlier run; the others are kept).
+Run: ``python benchmarks/sensitivity_speed.py [--tol 0.05] [--vectors 16] [--budget 60] [--threads 1]``
+     ``[--models digits,resnet20] [--onnx rec]``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "sensitivity_speed.json"
 
 
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "sample_models"))
 from digits_resnet import block_class  # noqa: E402  (the sample's residual block, shared)
 
@@ -174,6 +181,72 @@ def benchmark(name: str, model, data, loss, weights, scales, args) -> dict:
             "comparison": comparison}
 
 
+ONNX_VARIANTS = (("shared", 8, 1), ("shared", 2, 1), ("shared", 8, 2))  # (blocks, batch, nproc)
+
+
+def onnx_run(path, calib: Path, blocks: str, batch: int, nproc: int, args) -> dict:
+    """`onnx-hawq sensitivity` (ONNX route, one batch) to --tol or --budget: wall time, HVPs, worst layer."""
+    from onnx_hawq.calibration.run import SensitivityConfig, sensitivity
+
+    loss = "kl" if Path(path).stem == "cls" else "mse"
+    cfg = SensitivityConfig(str(path), "unused.json", data=str(calib), loss=loss, batch_size=batch, batches=1,
+                            progress=args.progress,
+                            hessian=HessianConfig(max_iter=args.max_iter, tol=args.tol, seed=args.seed, blocks=blocks,
+                                                  max_seconds=args.budget, nproc=nproc))
+    start = time.perf_counter()
+    try:
+        sens = sensitivity(cfg)
+    except Exception as e:  # noqa: BLE001  (a refused model is a result of this benchmark)
+        return {"blocks": blocks, "batch": batch, "nproc": nproc, "error": f"{type(e).__name__}: {e}"[:300]}
+    secs = time.perf_counter() - start
+    rel = {n: s.stderr / abs(s.trace) if s.trace else float("inf") for n, s in sens.layers.items()}
+    worst = max(rel, key=rel.get)
+    return {"blocks": blocks, "batch": batch, "nproc": nproc, "seconds": round(secs, 1), "hvps": sens.hvp_count,
+            "seconds_per_hvp": round(secs / max(1, sens.hvp_count), 3), "worst_layer": worst,
+            "worst_rel_stderr": round(rel[worst], 4), "above_tol": sum(r >= args.tol for r in rel.values()),
+            "all_below_tol": rel[worst] < args.tol, "vectors": [s.samples for s in sens.layers.values()]}
+
+
+def onnx_benchmark(name: str, args) -> dict:
+    """One real ONNX model through every variant of ONNX_VARIANTS."""
+    import tempfile
+
+    from benchmarks.real_models import build
+
+    with tempfile.TemporaryDirectory() as d:
+        task = build(name, 16, 1, args.seed, Path(d))
+        calib = Path(d) / "calib.npz"
+        np.savez(calib, **task.calib)
+        from onnx_hawq.layers import find_layers
+        from onnx_hawq.transforms.prepare import prepare_model
+        import onnx
+
+        layers = len(find_layers(prepare_model(onnx.load(str(task.model_path)))))
+        runs = []
+        for blocks, batch, nproc in ONNX_VARIANTS:
+            runs.append(onnx_run(task.model_path, calib, blocks, batch, nproc, args))
+            print(name, runs[-1] if "error" in runs[-1] else {k: v for k, v in runs[-1].items() if k != "vectors"},
+                  flush=True)
+            if "error" in runs[-1]:
+                break
+    return {"model": name, "layers": layers, "route": "onnx", "budget_seconds": args.budget, "tol": args.tol,
+            "runs": runs}
+
+
+def onnx_table(results: list[dict]) -> str:
+    rows = [f"{'model':<7}{'layers':>7}{'blocks':>8}{'batch':>6}{'nproc':>6}{'seconds':>9}{'HVPs':>6}{'s/HVP':>7}"
+            f"{'worst rel.err':>14}{'>tol':>5}  worst layer"]
+    for r in results:
+        for t in r["runs"]:
+            if "error" in t:
+                rows.append(f"{r['model']:<7}{r['layers']:>7}  FAILED: {t['error'][:120]}")
+                continue
+            rows.append(f"{r['model']:<7}{r['layers']:>7}{t['blocks']:>8}{t['batch']:>6}{t['nproc']:>6}"
+                        f"{t['seconds']:>9.1f}{t['hvps']:>6}{t['seconds_per_hvp']:>7.2f}{t['worst_rel_stderr']:>14.3f}"
+                        f"{t['above_tol']:>5}  {t['worst_layer']}")
+    return "\n".join(rows)
+
+
 def table(results: list[dict]) -> str:
     """The figures as two plain-text tables."""
     rows = [f"{'model':<9}{'blocks':>16}{'layers':>7}{'vectors/layer':>15}{'HVPs':>7}{'seconds':>9}"
@@ -207,19 +280,28 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (1: steady timings on a shared 2-core machine)")
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--models", default="digits,resnet20", help="torch-route models ('' for none)")
+    parser.add_argument("--onnx", default="", help="real ONNX models: rec,cls,det (PP-OCRv5)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0]
-    model, data, loss, weights, scales = digits_problem()
-    results = [benchmark("digits", model, data, loss, weights, scales, args)]
-    model, data, loss = resnet20_problem(args.resnet_batch, args.seed)
-    results.append(benchmark("resnet20", model, data, loss, quantizable_weights(model), {}, args))
-    print(table(results))
+    results, onnx_results = [], [onnx_benchmark(n, args) for n in args.onnx.split(",") if n]
+    if "digits" in args.models:
+        model, data, loss, weights, scales = digits_problem()
+        results.append(benchmark("digits", model, data, loss, weights, scales, args))
+    if "resnet20" in args.models:
+        model, data, loss = resnet20_problem(args.resnet_batch, args.seed)
+        results.append(benchmark("resnet20", model, data, loss, quantizable_weights(model), {}, args))
+    print(table(results) if results else "")
+    print(onnx_table(onnx_results))
     meta = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "machine": platform.processor() or platform.machine(), "load_average_at_start": load}
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+    keep = lambda key, new: [r for r in old.get(key, []) if r["model"] not in {n["model"] for n in new}] + new  # noqa: E731
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"meta": meta, "results": keep("results", results),
+                                    "onnx_results": keep("onnx_results", onnx_results)}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
