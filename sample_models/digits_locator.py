@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from digits_resnet import HERE, SEED, load_digits_split  # noqa: E402  (run from this folder or sys.path)
+from digits_resnet import HERE, SEED, export, load_digits_split, run_epochs  # noqa: E402  (run from here or sys.path)
 
 H, W = 16, 32
 
@@ -87,29 +87,12 @@ def train(epochs: int, seed: int = SEED):
     xs, ms, _ = canvases(train_x, 3000, seed)
     xs, ms = torch.from_numpy(xs), torch.from_numpy(ms)
     model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(xs), generator=gen).split(64):
-            opt.zero_grad()
-            loss = torch.nn.functional.binary_cross_entropy(model(xs[idx]), ms[idx])
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
+    run_epochs(model, torch.optim.Adam(model.parameters(), lr=3e-3), xs, ms, torch.nn.functional.binary_cross_entropy,
+               epochs, seed)
     tx, _, tc = canvases(test_x, 300, seed + 1)
     with torch.no_grad():
         prob = model(torch.from_numpy(tx)).numpy()[:, 0]
     return model, float(box_iou(prob, tc).mean())
-
-
-def export(model, path: Path) -> None:
-    import torch
-
-    torch.onnx.export(model, (torch.zeros(1, 1, H, W),), str(path), input_names=["input"], output_names=["prob"],
-                      dynamic_axes={"input": {0: "batch"}, "prob": {0: "batch"}}, opset_version=17, dynamo=False)
 
 
 def main(argv=None) -> None:
@@ -119,7 +102,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     model, iou = train(args.epochs)
-    export(model, args.out / "digits_locator.onnx")
+    export(model, args.out / "digits_locator.onnx", (1, 1, H, W), "prob")
     (args.out / "digits_locator.json").write_text(json.dumps({"fp32_test_mean_iou": iou}, indent=2))
     train_x, _, test_x, _ = load_digits_split()
     np.savez_compressed(args.out / "digits_locator_calib.npz", input=canvases(train_x, 256, SEED + 2)[0])

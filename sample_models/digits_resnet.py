@@ -101,30 +101,38 @@ def fit(model, epochs: int, seed: int = SEED, optimizer=None):
 
     train_x, train_y, test_x, test_y = load_digits_split(seed)
     opt = (optimizer or torch.optim.Adam)(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    xt, yt = torch.from_numpy(train_x), torch.from_numpy(train_y)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
+    run_epochs(model, opt, torch.from_numpy(train_x), torch.from_numpy(train_y), torch.nn.functional.cross_entropy,
+               epochs, seed)
     with torch.no_grad():
         pred = model(torch.from_numpy(test_x)).argmax(1).numpy()
     return model, float((pred == test_y).mean())
 
 
-def export(model, path: Path) -> None:
-    """Export with the TorchScript exporter (keeps BN unfused-free names via scopes)."""
+def run_epochs(model, opt, x, target, loss_fn, epochs: int, seed: int = SEED) -> None:
+    """The samples' training loop: `epochs` seeded shuffles of (x, target) in batches of 64 with
+    opt and a cosine schedule, minimising loss_fn(model(x), target); leaves the model in eval mode."""
+    import torch
+
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        model.train()
+        for idx in torch.randperm(len(x), generator=gen).split(64):
+            opt.zero_grad()
+            loss = loss_fn(model(x[idx]), target[idx])
+            loss.backward()
+            opt.step()
+        sched.step()
+    model.eval()
+
+
+def export(model, path: Path, shape=(1, 1, 8, 8), output: str = "logits") -> None:
+    """Export with the TorchScript exporter (opset 17, dynamic batch) from an example input of `shape`."""
     import torch
 
     torch.onnx.export(
-        model, (torch.zeros(1, 1, 8, 8),), str(path), input_names=["input"],
-        output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        model, (torch.zeros(*shape),), str(path), input_names=["input"],
+        output_names=[output], dynamic_axes={"input": {0: "batch"}, output: {0: "batch"}},
         opset_version=17, dynamo=False,
     )
 

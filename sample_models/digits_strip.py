@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from digits_resnet import HERE, SEED, load_digits_split  # noqa: E402  (run from this folder or sys.path)
+from digits_resnet import HERE, SEED, export, load_digits_split, run_epochs  # noqa: E402  (run from here or sys.path)
 
 DIGITS = 3
 
@@ -64,30 +64,18 @@ def train(epochs: int, seed: int = SEED):
     train_x, train_y, test_x, test_y = load_digits_split(seed)
     xs, ys = (torch.from_numpy(a) for a in strips(train_x, train_y, 4000, seed))
     model = build_model()
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        for idx in torch.randperm(len(xs), generator=gen).split(64):
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(xs[idx]).reshape(-1, 10), ys[idx].reshape(-1))
-            loss.backward()
-            opt.step()
-        sched.step()
-    model.eval()
+    run_epochs(model, torch.optim.Adam(model.parameters(), lr=3e-3), xs, ys, slot_loss, epochs, seed)
     tx, ty = strips(test_x, test_y, 500, seed + 1)
     with torch.no_grad():
         pred = model(torch.from_numpy(tx)).argmax(2).numpy()
     return model, float((pred == ty).all(axis=1).mean())
 
 
-def export(model, path: Path) -> None:
+def slot_loss(logits, labels):
+    """Cross-entropy over every digit slot: logits [N, DIGITS, 10], labels [N, DIGITS]."""
     import torch
 
-    torch.onnx.export(model, (torch.zeros(1, 1, 8, 8 * DIGITS),), str(path), input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=17, dynamo=False)
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, 10), labels.reshape(-1))
 
 
 def main(argv=None) -> None:
@@ -97,7 +85,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     model, acc = train(args.epochs)
-    export(model, args.out / "digits_strip.onnx")
+    export(model, args.out / "digits_strip.onnx", (1, 1, 8, 8 * DIGITS))
     (args.out / "digits_strip.json").write_text(json.dumps({"fp32_test_string_accuracy": acc}, indent=2))
     train_x, train_y, test_x, test_y = load_digits_split()
     np.savez_compressed(args.out / "digits_strip_calib.npz", input=strips(train_x, train_y, 256, SEED + 2)[0])
