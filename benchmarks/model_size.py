@@ -23,6 +23,7 @@ import onnx
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.models import resnet  # noqa: E402
 from benchmarks.quantize_speed import latency_ms, mixed_plan  # noqa: E402
+from benchmarks.tables import RESULTS, print_rows, write_rows  # noqa: E402
 from onnx_hawq.calibration.ranges import CalibConfig  # noqa: E402
 from onnx_hawq.plans import Plan, uniform_plan  # noqa: E402
 from onnx_hawq.quantization import quantize_to_format  # noqa: E402
@@ -106,19 +107,14 @@ def main(argv=None) -> None:
                          args.runs, ("every other layer 4-bit", mixed_plan(big)))
     if not args.no_minilm and (not args.only or args.only in "MiniLM-L6"):
         rows += minilm_rows(args)
-    cols = list(rows[0])
-    print(" | ".join(cols))
-    for row in rows:
-        print(" | ".join(str(row[c]) for c in cols))
-    out = HERE / "results" / "model_size.json"
-    out.parent.mkdir(exist_ok=True)
+    print_rows(rows)
+    out = RESULTS / "model_size.json"
     if args.only and out.exists():  # keep the other models' rows, in their order
         old = json.loads(out.read_text())["rows"]
         order = list(dict.fromkeys([r["model"] for r in old] + [r["model"] for r in rows]))
         redone = {row["model"] for row in rows}
         rows = sorted([r for r in old if r["model"] not in redone] + rows, key=lambda r: order.index(r["model"]))
-    out.write_text(json.dumps({"threads": 1, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    write_rows("model_size", rows)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Run: python -m benchmarks.qdq_form [--runs 20]  -> benchmarks/results/qdq_form.j
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import onnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.models import resnet  # noqa: E402
+from benchmarks.tables import print_rows, write_rows  # noqa: E402
 from benchmarks.quantize_speed import latency_ms, mixed_plan  # noqa: E402
 from onnx_hawq.arith.similarity import sample_cosines  # noqa: E402
 from onnx_hawq.calibration.ranges import CalibConfig  # noqa: E402
@@ -111,14 +111,8 @@ def main(argv=None) -> None:
     rows += rows_for("resnet18-shaped 224px", big, {"input": xs}, xs,
                      {"W8A8": uniform_plan("w8a8"), "W4A8": uniform_plan("w4a8")}, args.runs,
                      RoundingConfig(Rounding.NEAREST))  # random weights: GPTQ buys nothing, costs minutes
-    cols = list(dict.fromkeys(k for row in rows for k in row))
-    print(" | ".join(cols))
-    for row in rows:
-        print(" | ".join(str(row.get(c, "")) for c in cols))
-    out = HERE / "results" / "qdq_form.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"threads": 1, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    print_rows(rows)
+    write_rows("qdq_form", rows)
 
 
 if __name__ == "__main__":

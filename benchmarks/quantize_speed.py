@@ -7,7 +7,6 @@ Prints a table and writes benchmarks/results/quantize_speed.json. Figures are ra
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import onnx
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.models import resnet  # noqa: E402
+from benchmarks.tables import print_rows, write_rows  # noqa: E402
 from onnx_hawq.layers import find_layers  # noqa: E402
 from onnx_hawq.plans import LayerBits, Plan, uniform_plan  # noqa: E402
 from onnx_hawq.planning.profiler import time_model  # noqa: E402
@@ -89,14 +89,8 @@ def main(argv=None) -> None:
     rows = [bench("resnet18-shaped 224px", resnet(), {"input": r.random((args.calib_samples, 3, 224, 224), np.float32)}, args.runs),
             bench("digits sample", digits, {"input": np.load(SAMPLE / "digits_calib.npz")["input"][:args.calib_samples]},
                   args.runs * 10)]
-    cols = list(rows[0])
-    print(" | ".join(cols))
-    for row in rows:
-        print(" | ".join(str(row[c]) for c in cols))
-    out = HERE / "results" / "quantize_speed.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"threads": 1, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    print_rows(rows)
+    write_rows("quantize_speed", rows)
 
 
 if __name__ == "__main__":
