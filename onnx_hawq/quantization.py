@@ -16,8 +16,8 @@ import onnx
 from onnx import helper
 
 from onnx_hawq.arith import schema
-from onnx_hawq.arith.quantizer import (FULL_RANGE_FORM, INT32_U8S8_FLAGS, TensorQ, WeightQuant, activation_params,
-                                       cpu_flags)
+from onnx_hawq.arith.quantizer import (FULL_RANGE_FORM, TensorQ, WeightQuant, WeightRange, activation_params,
+                                       host_weight_range)
 from onnx_hawq.arith.signatures import MS
 from onnx_hawq.calibration.ranges import CalibConfig, Method, collect_ranges
 from onnx_hawq.calibration.rounding import RoundingConfig, round_layers
@@ -100,10 +100,9 @@ def with_rounding(ctx: QuantContext, ann: Annotation, model, layers, data, round
 
 
 def warn_full_range(report: dict) -> None:
-    """One warning when full-range 8-bit layers were written on an x86 CPU whose onnxruntime u8 x s8
-    kernel (AVX2, int16 pair sums) can saturate on them."""
-    flags = cpu_flags()
-    if flags and not flags & set(INT32_U8S8_FLAGS) and any(r["form"] == FULL_RANGE_FORM for r in report["layers"]):
+    """One warning when full-range 8-bit layers were written on a host whose onnxruntime u8 x s8 kernel
+    (AVX2, int16 pair sums) can saturate on them (`host_weight_range` is AVX2)."""
+    if host_weight_range() == WeightRange.AVX2 and any(r["form"] == FULL_RANGE_FORM for r in report["layers"]):
         log.warning("this CPU has no AVX512-VNNI/AVX-VNNI/AMX-INT8: onnxruntime's AVX2 kernel can saturate on the "
                     "full-range 8-bit layers here (TVM stays exact); for AVX2 targets quantize "
                     "with --weight-range avx2")

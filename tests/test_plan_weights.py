@@ -160,11 +160,18 @@ def test_uniform_w8a8_uses_the_range(tmp_path, weight_range, bound):
 
 @pytest.mark.parametrize("flags,warned", [({"avx2"}, 1), ({"avx2", "avx512_vnni"}, 0), (set(), 0)])
 def test_one_warning_without_vnni(monkeypatch, caplog, flags, warned):
-    monkeypatch.setattr(quantization, "cpu_flags", lambda: flags)
+    from onnx_hawq.arith import quantizer
+
+    monkeypatch.setattr(quantizer.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(quantizer, "cpu_flags", lambda: flags)
+    quantizer.host_weight_range.cache_clear()
     full = {"layers": [{"form": FULL_RANGE_FORM}]}
-    with caplog.at_level(logging.WARNING, logger="onnx_hawq"):
-        quantization.warn_full_range(full)
-        quantization.warn_full_range({"layers": [{"form": "u8s8(|w|<=64)"}]})  # capped: nothing to warn about
+    try:
+        with caplog.at_level(logging.WARNING, logger="onnx_hawq"):
+            quantization.warn_full_range(full)
+            quantization.warn_full_range({"layers": [{"form": "u8s8(|w|<=64)"}]})  # capped: nothing to warn about
+    finally:
+        quantizer.host_weight_range.cache_clear()
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == warned and all("--weight-range avx2" in l for l in lines)
 
