@@ -7,7 +7,7 @@ import dataclasses
 import time
 
 from onnx_hawq.config import JsonConfig
-from onnx_hawq.errors import HawqError
+from onnx_hawq.errors import HawqError, InputError
 from onnx_hawq.model_io import fixed_batch
 from onnx_hawq.model_io import padded_batches
 from onnx_hawq.model_io import unpad
@@ -38,6 +38,8 @@ def run_compile(config: CompileConfig, echo=lambda s: None):
     model = load_model_any(config.model)
     data = load_data(config.check, model, "check data") if config.check else None
     target = parse_target(config.target)
+    if data is not None:
+        check_runs_here(config.target, target)
     seconds = build_library(model, config, target)
     echo(f"built {config.output} for {config.target} in {seconds:.1f}s")
     if data is None:
@@ -46,6 +48,17 @@ def run_compile(config: CompileConfig, echo=lambda s: None):
         return check_library(config, model, data, target)
     except HawqError as e:  # the library is the product: it stays, and the message says so
         raise type(e)(f"{e} (the check did not finish; {config.output} was built and is kept)") from None
+
+
+def check_runs_here(spec: str, target) -> None:
+    """InputError (before any build) when --check would run code of an ISA this CPU lacks (it would die of SIGILL)."""
+    from onnx_hawq.compiler.build import cpu_isa
+    from onnx_hawq.compiler.vnni import host_has
+
+    isa = cpu_isa(target)
+    if isa is not None and not host_has(isa.flag):
+        raise InputError(f"--check runs the library on this CPU, but --target {spec} uses {isa.flag}, which it "
+                         f"lacks: build without --check, or check with --target llvm")
 
 
 def build_library(model, config: CompileConfig, target) -> float:

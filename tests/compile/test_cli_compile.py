@@ -53,6 +53,19 @@ def test_bad_options_are_one_line_errors(capsys, quant, argv, message):
     assert (code, err) == (2, message)
 
 
+def test_check_of_an_isa_this_cpu_lacks_is_refused_before_building(capsys, quant, monkeypatch):
+    pytest.importorskip("tvm")
+    from onnx_hawq.compiler import vnni
+
+    monkeypatch.setattr(vnni, "host_has", lambda flag, cpuinfo=vnni.CPUINFO: False)  # as on an AVX2-only CPU
+    lib = quant / "vnni.so"
+    code, _, err = run_cli(capsys, "compile", quant / "quant.onnx", "--target", "llvm:vnni", "-o", lib,
+                           "--check", quant / "check.npz")
+    assert (code, err) == (2, "error: --check runs the library on this CPU, but --target llvm:vnni uses avx512_vnni, "
+                              "which it lacks: build without --check, or check with --target llvm")
+    assert not lib.exists()
+
+
 def test_refuses_to_overwrite_the_input(capsys, quant):
     code, _, err = run_cli(capsys, "compile", quant / "quant.onnx", "-o", quant / "quant.onnx")
     assert code == 2 and err == f"error: output path {quant / 'quant.onnx'} is the input file; choose another -o"
