@@ -75,11 +75,14 @@ def host_isa(cpuinfo: pathlib.Path = CPUINFO) -> Isa | None:
 
 
 def isa_target(isa: Isa, num_cores: int = 1, mcpu: str | None = None):
-    """The llvm tvm.target.Target for `isa`: the host's -mcpu when it has the ISA, else isa.mcpu."""
+    """The llvm tvm.target.Target for `isa`: the host's -mcpu when `isa` is the host's best, else isa.mcpu.
+
+    (The kernels are chosen from the -mcpu's features, so AVX2 on a VNNI host must name an AVX2-only CPU.)
+    """
     import tvm
 
     if mcpu is None:
-        mcpu = tvm.target.codegen.llvm_get_system_cpu() if host_has(isa.flag) else isa.mcpu
+        mcpu = tvm.target.codegen.llvm_get_system_cpu() if host_isa() is isa else isa.mcpu
     return tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": int(num_cores)})
 
 
