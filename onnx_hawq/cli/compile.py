@@ -11,7 +11,7 @@ from onnx_hawq.cli.options import is_quiet, model_argument, verbosity
 @click.command("compile")
 @model_argument
 @click.option("--target", default="llvm", show_default=True,
-              help="llvm (the host's int8 ISA), llvm:vnni|avx2|plain, cuda or cuda:sm_XX (e.g. cuda:sm_90).")
+              help="llvm (the host's int8 ISA), llvm:amx|vnni|avx2|plain, cuda or cuda:sm_XX (e.g. cuda:sm_90).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Shared library to write (.so).")
 @click.option("--check", type=click.Path(dir_okay=False),
               help="Samples (.npz): run the library and onnxruntime on them and compare bit for bit (graphs with "

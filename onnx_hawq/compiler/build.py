@@ -1,9 +1,10 @@
 """Build, export, load and run TVM Relax modules of quantized ONNX models (imports tvm lazily).
 
 Targets are given as `llvm[:ISA]`, `cuda` or `cuda:sm_90` and become TVM 0.27 JSON-dict targets.
-`llvm` takes the host's -mcpu when the host has an int8 ISA (AVX512-VNNI, else AVX2), `llvm:vnni` /
-`llvm:avx2` name one (to cross-compile), `llvm:plain` keeps TVM's generic lowering. With an ISA,
-the CPU pipeline routes int8 conv2d / matmul calls to the tensorized kernels (dispatch.py) and
+`llvm` takes the host's -mcpu when the host has an int8 ISA (AMX-INT8, else AVX512-VNNI, else AVX2),
+`llvm:amx` / `llvm:vnni` / `llvm:avx2` name one (to cross-compile), `llvm:plain` keeps TVM's generic
+lowering. With an ISA, the CPU pipeline routes int8 conv2d / matmul calls to the tensorized (or AMX tile)
+kernels (dispatch.py) and
 gives the remaining fused loops a parallel schedule (cpu_schedule.py). CUDA builds use TVM's
 default GPU pipeline with tensorization switched off (the stock dlight tensor-core rules crashed
 inside `Tensorize` with apache-tvm-ffi 0.1.15; see cuda_mma.py for the tensor-core matmul).
@@ -23,7 +24,7 @@ from onnx_hawq.config import atomic_write_bytes
 from onnx_hawq.errors import HawqError, InputError
 from onnx_hawq.ort import first_line
 
-TARGET_RE = re.compile(r"^(llvm|cuda)(?::(sm_\d+|vnni|avx2|plain))?$")
+TARGET_RE = re.compile(r"^(llvm|cuda)(?::(sm_\d+|amx|vnni|avx2|plain))?$")
 
 
 def require_tvm():
@@ -36,11 +37,11 @@ def require_tvm():
 
 
 def parse_target(spec: str):
-    """`llvm[:vnni|avx2|plain]`, `cuda` or `cuda:sm_XX` -> a tvm.target.Target (JSON-dict form)."""
+    """`llvm[:amx|vnni|avx2|plain]`, `cuda` or `cuda:sm_XX` -> a tvm.target.Target (JSON-dict form)."""
     m = TARGET_RE.match(spec.strip())
     arch = m and m.group(2) is not None and m.group(2).startswith("sm_")
     if not m or (m.group(1) == "llvm" and arch) or (m.group(1) == "cuda" and m.group(2) and not arch):
-        raise InputError(f"--target {spec!r} is not one of: llvm, llvm:vnni, llvm:avx2, llvm:plain, cuda, "
+        raise InputError(f"--target {spec!r} is not one of: llvm, llvm:amx, llvm:vnni, llvm:avx2, llvm:plain, cuda, "
                          "cuda:sm_XX (e.g. cuda:sm_90)")
     tvm = require_tvm()
     if m.group(1) == "llvm":
@@ -79,14 +80,14 @@ def cuda_pipeline(target):
 
 
 def cpu_isa(target):
-    """The int8 ISA an llvm target's -mcpu has (VNNI before AVX2), or None (plain lowering)."""
+    """The int8 ISA an llvm target's -mcpu/-mattr has (AMX, then VNNI, then AVX2), or None (plain lowering)."""
     from tvm.target.codegen import llvm_cpu_has_features
 
-    from onnx_hawq.compiler.vnni import AVX2, VNNI
+    from onnx_hawq.compiler.vnni import AMX, AVX2, VNNI
 
     if target.kind.name != "llvm" or target.attrs.get("mcpu") is None:
         return None
-    return next((i for i in (VNNI, AVX2) if llvm_cpu_has_features([i.feature], target)), None)
+    return next((i for i in (AMX, VNNI, AVX2) if llvm_cpu_has_features([i.feature], target)), None)
 
 
 def cpu_pipeline(target, isa):

@@ -3,8 +3,9 @@
 Matches `nn.conv2d` (NCHW/OIHW, groups=1) and `matmul` whose data is uint8, whose weight is an int8
 constant and whose out_dtype is int32 (what the converters emit), with static shapes. The weight
 is packed at build time into the ISA's layout; activations stay NCHW / row-major (the kernels pack
-them). On AVX2, a weight whose adjacent pairs fit int16 against any uint8 input takes the u8 x s8
-kernel (vpmaddubsw), any other the int16 one. Any other call keeps TVM's lowering. One PrimFunc per
+them). With AMX, calls whose reduction is at least 32 deep take the tile kernels of amx.py, the
+others the VNNI kernels. On AVX2, a weight whose adjacent pairs fit int16 against any uint8 input
+takes the u8 x s8 kernel (vpmaddubsw), any other the int16 one. Any other call keeps TVM's lowering. One PrimFunc per
 distinct shape and ISA.
 """
 
@@ -14,9 +15,10 @@ import numpy as np
 import tvm
 from tvm import relax
 
+from onnx_hawq.compiler import amx
 from onnx_hawq.compiler.kernels import ConvShape, dense_primfunc, pack_conv_weight, pack_dense_weight
 from onnx_hawq.compiler.kernels_conv import conv_primfunc
-from onnx_hawq.compiler.vnni import AVX2, AVX2_U8, Isa, pairs_fit_int16
+from onnx_hawq.compiler.vnni import AMX, AVX2, AVX2_U8, VNNI, Isa, pairs_fit_int16
 
 OPAQUE = 8  # relay/relax OpPatternKind kOpaque
 CONV, MATMUL = tvm.ir.Op.get("relax.nn.conv2d"), tvm.ir.Op.get("relax.matmul")
@@ -59,8 +61,17 @@ class Int8Dispatch(relax.PyExprMutator):
         self.isa, self.funcs = isa, {}
 
     def _isa(self, w: np.ndarray, pack) -> Isa:
-        """AVX2_U8 instead of AVX2 where the weight (packed by `pack`) cannot saturate vpmaddubsw."""
+        """The vector kernels' ISA: VNNI under AMX; AVX2_U8 instead of AVX2 where the weight (packed by
+        `pack`) cannot saturate vpmaddubsw."""
+        if self.isa is AMX:
+            return VNNI
         return AVX2_U8 if self.isa is AVX2 and pairs_fit_int16(pack(w, AVX2_U8)) else self.isa
+
+    def _amx(self, x, s: ConvShape, packed: np.ndarray, out_shape, dense: bool):
+        """call_tir of the AMX kernel for `s` on (x, packed weight, tile config)."""
+        gv = self._kernel(("dense" if dense else "conv", s), AMX, lambda: amx.amx_primfunc(s, dense))
+        args = [x, relax.const(packed), relax.const(amx.tile_config())]
+        return relax.call_tir(gv, args, relax.TensorType(out_shape, "int32"))
 
     def _kernel(self, key, isa: Isa, make):
         key = (*key, isa.name)
@@ -82,6 +93,9 @@ class Int8Dispatch(relax.PyExprMutator):
         s = conv_shape(call, xshape, w)
         if s is None:
             return call
+        if self.isa is AMX and amx.conv_fits(s):
+            out = (s.batch, s.out_channels, *s.out_hw())
+            return self._amx(call.args[0], s, amx.pack_amx_conv_weight(w, s), out, dense=False)
         isa = self._isa(w, pack_conv_weight)
         gv = self._kernel(("conv", s), isa, lambda: conv_primfunc(s, isa))
         packed = relax.const(pack_conv_weight(w, isa))
@@ -92,10 +106,13 @@ class Int8Dispatch(relax.PyExprMutator):
         if w.ndim != 2 or len(xshape) < 1:
             return call
         (k, n), m, w_nk = w.shape, int(np.prod(xshape[:-1])), np.ascontiguousarray(w.T)
-        isa = self._isa(w_nk, pack_dense_weight)
-        gv = self._kernel(("dense", m, n, k), isa, lambda: dense_primfunc(m, n, k, isa))
         x = call.args[0] if len(xshape) == 2 else self.builder_.emit(relax.op.reshape(call.args[0], (m, k)))
-        y = relax.call_tir(gv, [x, relax.const(pack_dense_weight(w_nk, isa))], relax.TensorType((m, n), "int32"))
+        if self.isa is AMX and amx.dense_fits(k):
+            y = self._amx(x, amx.dense_shape(m, n, k), amx.pack_amx_dense_weight(w_nk), (m, n), dense=True)
+        else:
+            isa = self._isa(w_nk, pack_dense_weight)
+            gv = self._kernel(("dense", m, n, k), isa, lambda: dense_primfunc(m, n, k, isa))
+            y = relax.call_tir(gv, [x, relax.const(pack_dense_weight(w_nk, isa))], relax.TensorType((m, n), "int32"))
         return y if len(xshape) == 2 else relax.op.reshape(self.builder_.emit(y), (*xshape[:-1], n))
 
 

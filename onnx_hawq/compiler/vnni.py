@@ -40,9 +40,12 @@ class Isa:
 
 
 VNNI = Isa("vnni", "hawq_dot_16x4_vnni", "avx512_vnni", "avx512vnni", "icelake-server", 16, 4, "uint8", "int8", 6, 4)
+# AMX-INT8: conv/dense kernels of amx.py (tdpbusd tiles) where the reduction is >= 32 deep, the VNNI ones elsewhere
+AMX = Isa("amx", VNNI.intrin, "amx_int8", "amx-int8", "sapphirerapids", 16, 4, "uint8", "int8", 6, 4)
 AVX2 = Isa("avx2", "hawq_dot_8x2_avx2", "avx2", "avx2", "haswell", 8, 2, "int16", "int16", 4, 2)
 AVX2_U8 = Isa("avx2u8", "hawq_dot_8x4_avx2u8", "avx2", "avx2", "haswell", 8, 4, "uint8", "int8", 4, 2)
-ISAS = {i.name: i for i in (VNNI, AVX2)}
+ISAS = {i.name: i for i in (AMX, VNNI, AVX2)}
+AMX_MATTR = ["+amx-tile", "+amx-int8"]
 VNNI_INTRIN = VNNI.intrin
 
 
@@ -65,25 +68,28 @@ def host_has_vnni(cpuinfo: pathlib.Path = CPUINFO) -> bool:
 
 
 def host_has_amx(cpuinfo: pathlib.Path = CPUINFO) -> bool:
-    """True when the CPUs of `cpuinfo` list amx_int8 (TVM has no AMX intrinsics; for reports only)."""
+    """True when the CPUs of `cpuinfo` list amx_int8 (the tile kernels of amx.py)."""
     return host_has("amx_int8", cpuinfo)
 
 
 def host_isa(cpuinfo: pathlib.Path = CPUINFO) -> Isa | None:
-    """The best int8 ISA of this host: VNNI, else AVX2, else None."""
-    return next((i for i in (VNNI, AVX2) if host_has(i.flag, cpuinfo)), None)
+    """The best int8 ISA of this host: AMX (with VNNI), else VNNI, else AVX2, else None."""
+    needs = {AMX: (AMX.flag, VNNI.flag)}  # the AMX route keeps VNNI kernels for shallow reductions
+    return next((i for i in (AMX, VNNI, AVX2) if all(host_has(f, cpuinfo) for f in needs.get(i, (i.flag,)))), None)
 
 
 def isa_target(isa: Isa, num_cores: int = 1, mcpu: str | None = None):
     """The llvm tvm.target.Target for `isa`: the host's -mcpu when `isa` is the host's best, else isa.mcpu.
 
-    (The kernels are chosen from the -mcpu's features, so AVX2 on a VNNI host must name an AVX2-only CPU.)
+    (The kernels are chosen from the -mcpu's features, so AVX2 on a VNNI host must name an AVX2-only CPU.
+    LLVM may name an AMX host's CPU without AMX, so AMX targets add the tile features explicitly.)
     """
     import tvm
 
     if mcpu is None:
         mcpu = tvm.target.codegen.llvm_get_system_cpu() if host_isa() is isa else isa.mcpu
-    return tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": int(num_cores)})
+    extra = {"mattr": AMX_MATTR} if isa is AMX else {}
+    return tvm.target.Target({"kind": "llvm", "mcpu": mcpu, "num-cores": int(num_cores), **extra})
 
 
 def vnni_target(num_cores: int = 1, mcpu: str | None = None):

@@ -20,7 +20,8 @@ def test_targets_are_json_dicts(spec, kind, arch):
     assert target.kind.name == kind and str(target.attrs.get("arch", "")) == arch
 
 
-@pytest.mark.parametrize("spec,mcpu,isa", [("llvm:vnni", "icelake-server", "vnni"), ("llvm:avx2", "haswell", "avx2"),
+@pytest.mark.parametrize("spec,mcpu,isa", [("llvm:amx", "sapphirerapids", "amx"), ("llvm:vnni", "icelake-server", "vnni"),
+                                           ("llvm:avx2", "haswell", "avx2"),
                                            ("llvm:plain", None, None)])
 def test_llvm_isa_targets(spec, mcpu, isa):
     from onnx_hawq.compiler.build import cpu_isa
@@ -41,7 +42,7 @@ def test_plain_llvm_picks_the_host_isa():
 
 @pytest.mark.parametrize("spec", ["llvm:sm_90", "cuda:90", "cuda:vnni", "rocm", ""])
 def test_bad_targets_are_input_errors(spec):
-    with pytest.raises(InputError, match="is not one of: llvm, llvm:vnni, llvm:avx2, llvm:plain, cuda, cuda:sm_XX"):
+    with pytest.raises(InputError, match="is not one of: llvm, llvm:amx, llvm:vnni, llvm:avx2, llvm:plain, cuda, cuda:sm_XX"):
         parse_target(spec)
 
 

@@ -45,7 +45,7 @@ def test_compile_llvm_exports_a_library_equal_to_onnxruntime(capsys, quant):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--target", "gpu"], "error: --target 'gpu' is not one of: llvm, llvm:vnni, llvm:avx2, llvm:plain, cuda, cuda:sm_XX (e.g. cuda:sm_90)"),
+    (["--target", "gpu"], "error: --target 'gpu' is not one of: llvm, llvm:amx, llvm:vnni, llvm:avx2, llvm:plain, cuda, cuda:sm_XX (e.g. cuda:sm_90)"),
     (["--check", "missing.npz"], "error: check data file not found: missing.npz"),
 ])
 def test_bad_options_are_one_line_errors(capsys, quant, argv, message):

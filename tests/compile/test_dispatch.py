@@ -18,10 +18,10 @@ from onnx_hawq.compiler.frontend import import_onnx  # noqa: E402
 HOST = vnni.host_isa()
 
 
-def conv_then_matmul(group: int = 1, x_zp: int = 7):
-    """QLinearConv (20 -> 24 channels, 3x3, stride 2, odd sizes) -> Flatten -> QLinearMatMul."""
+def conv_then_matmul(group: int = 1, x_zp: int = 7, channels: int = 20):
+    """QLinearConv (`channels` -> 24 channels, 3x3, stride 2, odd sizes) -> Flatten -> QLinearMatMul."""
     r = rng(group + x_zp)
-    conv = layer_inits(r, EXACT, r.integers(-8, 9, (24, 20 // group, 3, 3)).astype(np.int8), x_zp, 5)
+    conv = layer_inits(r, EXACT, r.integers(-8, 9, (24, channels // group, 3, 3)).astype(np.int8), x_zp, 5)
     fc = layer_inits(r, FLOAT, r.integers(-8, 9, (13, 24 * 4 * 3)).astype(np.int8), 5, 128)
     inits = {**{f"c{k}": v for k, v in conv.items()}, **{f"f{k}": v for k, v in fc.items() if k != "b"}}
     inits["fw"] = np.ascontiguousarray(inits["fw"].T)
@@ -29,7 +29,7 @@ def conv_then_matmul(group: int = 1, x_zp: int = 7):
                               pads=[1, 1, 1, 1], strides=[2, 2], group=group),
              helper.make_node("Flatten", ["c"], ["f"]),
              helper.make_node("QLinearMatMul", ["f", "fxs", "fxz", "fw", "fws", "fwz", "fys", "fyz"], ["y"])]
-    return typed_model(nodes, [("x", U8, [3, 20, 7, 6])], [("y", U8, None)], inits)
+    return typed_model(nodes, [("x", U8, [3, channels, 7, 6])], [("y", U8, None)], inits)
 
 
 def kernels(mod) -> list[str]:

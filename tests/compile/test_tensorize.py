@@ -14,14 +14,16 @@ def test_detection_reads_cpuinfo(tmp_path):
     f.write_text("processor: 0\nflags\t: fpu avx512f avx512_vnni\n\nprocessor: 1\nflags\t: fpu avx512f\n")
     assert not vnni.host_has_vnni(f)
     f.write_text("processor: 0\nflags\t: fpu avx512_vnni amx_int8\n")
-    assert vnni.host_has_vnni(f) and vnni.host_has_amx(f) and vnni.host_isa(f) is vnni.VNNI
+    assert vnni.host_has_vnni(f) and vnni.host_has_amx(f) and vnni.host_isa(f) is vnni.AMX
+    f.write_text("processor: 0\nflags\t: fpu avx2 amx_int8\n")
+    assert vnni.host_isa(f) is vnni.AVX2
     assert not vnni.host_has_vnni(tmp_path / "missing")
 
 
 def test_register_is_idempotent_and_target_has_mcpu():
     assert vnni.register_vnni_intrin() == vnni.register_vnni_intrin() == "hawq_dot_16x4_vnni"
     target = vnni.vnni_target(2)
-    host = tvm.target.codegen.llvm_get_system_cpu() if vnni.host_has_vnni() else "icelake-server"
+    host = tvm.target.codegen.llvm_get_system_cpu() if vnni.host_isa() is vnni.VNNI else "icelake-server"
     assert str(target.attrs["mcpu"]) == host and int(target.attrs["num-cores"]) == 2
     assert str(vnni.vnni_target(1, "sapphirerapids").attrs["mcpu"]) == "sapphirerapids"
 
