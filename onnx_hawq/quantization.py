@@ -29,8 +29,8 @@ from onnx_hawq.ort import check_written
 from onnx_hawq.plans import Plan, uniform_plan
 from onnx_hawq.report import build_report
 from onnx_hawq.topology import sort_graph
-from onnx_hawq.transforms import (q_add, q_concat, q_conv, q_gap, q_gemm, q_lut, q_matmul, q_matmul_float, q_mul,
-                                  q_passthrough)
+from onnx_hawq.transforms import (q_add, q_concat, q_conv, q_gap, q_gemm, q_hardswish, q_lut, q_matmul,
+                                  q_matmul_float, q_mul, q_passthrough)
 from onnx_hawq.transforms.align import align
 from onnx_hawq.transforms.annotate import Annotation, Kind, annotate
 from onnx_hawq.transforms.graph import Graph, apply_rules
@@ -41,7 +41,7 @@ from onnx_hawq.version import __version__
 
 log = logging.getLogger("onnx_hawq")
 
-RULES = (q_conv, q_gemm, q_matmul, q_matmul_float, q_add, q_concat, q_gap, q_passthrough, q_lut, q_mul)
+RULES = (q_conv, q_gemm, q_matmul, q_matmul_float, q_add, q_concat, q_gap, q_passthrough, q_hardswish, q_lut, q_mul)
 IR_VERSION = 10  # node metadata_props
 
 
@@ -72,8 +72,8 @@ def quantize_model(model: onnx.ModelProto, plan: Plan, data: dict[str, np.ndarra
     ranges = collect_ranges(prepared, ann.roots, data, calib, ann.bits, progress)
     spatial = {t: int(np.prod(shapes[t][2:])) for q in ann.qnodes if q.kind == Kind.GAP
                for t in q.inputs if t in shapes and None not in shapes[t][2:]}
-    params, exact = tensor_params(ann, ranges, spatial)
     graph = Graph(prepared)
+    params, exact = tensor_params(ann, ranges, spatial, graph.consts)
     weights = [l.weight for l in layers]
     ctx = QuantContext.of(graph.consts, params, bits, ann.qnodes, weight_range=rounding.weights.range,
                           spatial=spatial, exact=exact,
@@ -129,15 +129,18 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def tensor_params(ann: Annotation, ranges: dict, spatial: dict) -> tuple[dict[str, TensorQ], dict[str, bool]]:
-    """Scale/zero-point per quantized tensor (Adds and pools aligned for exactness); pass-through
-    outputs share their input's. Also returns the exactness of each aligned node's output."""
+def tensor_params(ann: Annotation, ranges: dict, spatial: dict,
+                  consts=types.MappingProxyType({})) -> tuple[dict[str, TensorQ], dict[str, bool]]:
+    """Scale/zero-point per quantized tensor (Adds and pools aligned for exactness, HardSwish inputs
+    snapped to integer breakpoints, see q_hardswish); pass-through outputs share their input's. Also
+    returns the exactness of each aligned node's output."""
     params = {t: activation_params(*ranges[t], ann.bits[t]) for t in ann.roots}
     for group in ann.shared:  # one quantizer over the union of the members' ranges
         lo, hi = zip(*(ranges[t] for t in group if t in ranges))
         params.update((t, activation_params(min(lo), max(hi), ann.bits[t])) for t in group)
     _inherit(ann, params)
     exact = align(ann, params, spatial)
+    q_hardswish.snap_inputs(ann, params, consts)
     _inherit(ann, params)
     return params, exact
 

@@ -129,6 +129,8 @@ def align(ann: Annotation, params: dict[str, TensorQ], spatial: dict[str, int]) 
 
 
 def _align_one_add(q: QNode, params, qn_by_out, consumers, pinned) -> bool:
+    if q.out in pinned:  # aligning moves the output scale off the Concat's shared quantizer
+        return False
     a, b = q.inputs
     if not _free(qn_by_out, consumers, b, pinned) and _free(qn_by_out, consumers, a, pinned):
         a, b = b, a

@@ -11,7 +11,7 @@ from onnx import helper
 from onnx_hawq.layers import Layer
 from onnx_hawq.plans import LayerBits
 
-PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze"}
+PASS_THROUGH = {"MaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
 # elementwise functions of one tensor: on quantized input, a lookup table of its codes (q_lut)
 LUT_OPS = {"Sigmoid", "HardSigmoid", "Tanh", "Erf", "Gelu", "Elu", "Selu", "Softplus", "Mish", "LeakyRelu",
            "Clip", "Exp", "HardSwish", "Softsign", "Celu"}
@@ -100,6 +100,14 @@ def _is_global_mean(node, consts, shapes) -> bool:
         return (list(a.get("kernel_shape", [])) == list(spatial) and not any(a.get("pads", [0]))
                 and None not in spatial)
     return False
+
+
+def moves_codes(node: onnx.NodeProto) -> bool:
+    """Whether `node` only copies (or selects) values of its first input, so it runs on codes as they
+    are: the pass-through ops, and Resize in nearest mode (every output is one input value)."""
+    if node.op_type == "Resize":
+        return _attrs(node).get("mode", b"nearest") in (b"nearest", "nearest")
+    return node.op_type in PASS_THROUGH
 
 
 def _fusable_relu(node, consumers, outputs) -> onnx.NodeProto | None:
@@ -198,7 +206,7 @@ def _classify(node, kind: Kind | None, quantized: set[str], produced: set[str],
     if x is not None and x in quantized:
         return Kind.LUT, [x]
     if kind is None and node.input and node.input[0] in quantized:
-        if node.op_type in PASS_THROUGH:
+        if moves_codes(node):
             return Kind.PASS, [node.input[0]]
         if node.op_type == "Relu":
             return Kind.RELU, [node.input[0]]

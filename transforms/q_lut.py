@@ -63,12 +63,12 @@ def _attrs(node: onnx.NodeProto) -> dict:
 ARITH = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide, "Pow": np.power}
 
 
-def _step(ctx: QuantContext, node: onnx.NodeProto) -> Fn | str:
+def _step(consts, node: onnx.NodeProto) -> Fn | str:
     """One node of a table's chain as a float64 function of its data input, or why it has none."""
     attrs, op = _attrs(node), node.op_type
-    scalar = scalar_operand(node, ctx.consts)
+    scalar = scalar_operand(node, consts)
     if scalar is not None:
-        c, first = float(ctx.consts[scalar].reshape(())), scalar == node.input[0]
+        c, first = float(consts[scalar].reshape(())), scalar == node.input[0]
         return lambda v: ARITH[op](c, v) if first else ARITH[op](v, c)
     if op == "Relu":
         return lambda v: np.maximum(v, 0)
@@ -76,18 +76,19 @@ def _step(ctx: QuantContext, node: onnx.NodeProto) -> Fn | str:
         return lambda v: FUNCTIONS[op](v, **attrs)
     bounds = [attrs.get("min"), attrs.get("max")]  # opset < 11
     for k, name in enumerate(node.input[1:3]):
-        if name and name not in ctx.consts:
+        if name and name not in consts:
             return "Clip bounds are not constants"
-        bounds[k] = float(ctx.consts[name]) if name else bounds[k]
+        bounds[k] = float(consts[name]) if name else bounds[k]
     lo, hi = (-np.inf if bounds[0] is None else bounds[0]), (np.inf if bounds[1] is None else bounds[1])
     return lambda v: np.clip(v, lo, hi)
 
 
-def function(ctx: QuantContext, qn: QNode) -> Fn | str:
-    """The float function of the input the table stands for (anchor and chain composed), or why none."""
+def function(consts, qn: QNode) -> Fn | str:
+    """The float function of the input the table stands for (anchor and chain composed; `consts`: the
+    graph's initializers), or why none."""
     x, cur, steps = qn.inputs[0], qn.inputs[0], []
     for node in [qn.node, *qn.chain]:
-        step = (lambda v, x0: x0 * v) if is_gate(node, x, cur) else _step(ctx, node)
+        step = (lambda v, x0: x0 * v) if is_gate(node, x, cur) else _step(consts, node)
         if isinstance(step, str):
             return step
         steps.append((step, is_gate(node, x, cur)))
@@ -117,12 +118,12 @@ def output_codes(ctx: QuantContext, tensor: str, values: np.ndarray) -> np.ndarr
 def table(ctx: QuantContext, qn: QNode) -> np.ndarray:
     """uint8 output code for every input code."""
     with np.errstate(over="ignore", invalid="ignore"):
-        values = function(ctx, qn)(code_values(ctx, qn.inputs[0]))
+        values = function(ctx.consts, qn)(code_values(ctx, qn.inputs[0]))
     return output_codes(ctx, qn.out, values)
 
 
 def check(ctx: QuantContext, qn: QNode) -> str | None:
-    f = function(ctx, qn)
+    f = function(ctx.consts, qn)
     if isinstance(f, str):
         return f
     with np.errstate(over="ignore", invalid="ignore"):

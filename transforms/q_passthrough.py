@@ -1,4 +1,4 @@
-"""Rule: data-movement ops (MaxPool, Flatten, Reshape, ...) run on uint8 as they are; a standalone
+"""Rule: data-movement ops (MaxPool, Flatten, Reshape, Slice, Resize nearest, ...) run on uint8 as they are; a standalone
 Relu becomes Max(q, zero_point). Outputs share the input's scale and zero-point."""
 
 from __future__ import annotations
