@@ -3,10 +3,10 @@
 Matches `nn.conv2d` (NCHW/OIHW, groups=1) and `matmul` whose data is uint8, whose weight is an int8
 constant and whose out_dtype is int32 (what the converters emit), with static shapes. The weight
 is packed at build time into the ISA's layout; activations stay NCHW / row-major (the kernels pack
-them). With AMX, calls whose reduction is at least 32 deep take the tile kernels of amx.py, the
-others the VNNI kernels. On AVX2, a weight whose adjacent pairs fit int16 against any uint8 input
-takes the u8 x s8 kernel (vpmaddubsw), any other the int16 one. Any other call keeps TVM's lowering. One PrimFunc per
-distinct shape and ISA.
+them). With AMX, calls that `amx.conv_fits` / `amx.dense_fits` accept take the tile kernels of
+amx.py, the others the VNNI kernels. On AVX2, a weight whose adjacent pairs fit int16 against any
+uint8 input takes the u8 x s8 kernel (vpmaddubsw), any other the int16 one. Any other call keeps
+TVM's lowering. One PrimFunc per distinct shape and ISA.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ class Isa:
 
 
 VNNI = Isa("vnni", "hawq_dot_16x4_vnni", "avx512_vnni", "avx512vnni", "icelake-server", 16, 4, "uint8", "int8", 6, 4)
-# AMX-INT8: conv/dense kernels of amx.py (tdpbusd tiles) where the reduction is >= 32 deep, the VNNI ones elsewhere
+# AMX-INT8: the tile kernels of amx.py where amx.conv_fits / dense_fits accept a call, the VNNI ones elsewhere
 AMX = Isa("amx", VNNI.intrin, "amx_int8", "amx-int8", "sapphirerapids", 16, 4, "uint8", "int8", 6, 4)
 AVX2 = Isa("avx2", "hawq_dot_8x2_avx2", "avx2", "avx2", "haswell", 8, 2, "int16", "int16", 4, 2)
 AVX2_U8 = Isa("avx2u8", "hawq_dot_8x4_avx2u8", "avx2", "avx2", "haswell", 8, 4, "uint8", "int8", 4, 2)
